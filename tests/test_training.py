@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import tiny_config
+
+from calf_forecaster import CALF, TrainingConfig
+from calf_forecaster.data import ChannelScaler, WindowDataset, sliding_windows, split_for_validation
+from calf_forecaster.losses import calf_loss
+from calf_forecaster.training import (
+    VALIDATION_METRIC,
+    build_optimizer,
+    cosine_factor,
+    predict_windows,
+    seed_everything,
+    train_calf,
+)
+
+QUIET = {"enable_progress_bar": False}
+
+
+class History(pl.Callback):
+    """Records per-epoch metrics and the train/eval mode seen in validation."""
+
+    def __init__(self) -> None:
+        self.train_loss: list[float] = []
+        self.val_mse: list[float] = []
+        self.validation_modes: set[bool] = set()
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.validation_modes |= {m.training for m in pl_module.model.modules()}
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self.val_mse.append(float(trainer.callback_metrics[VALIDATION_METRIC]))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.train_loss.append(float(trainer.callback_metrics["train_loss"]))
+
+
+@pytest.fixture(scope="module")
+def ett_windows(ett_h1) -> dict[str, object]:
+    values = ett_h1.to_numpy()[:1400]
+    scaler = ChannelScaler().fit(values[:1000])
+    scaled = scaler.transform(values)
+    train, validation = split_for_validation([scaled[:1000]], 0.25, 16, 8)
+    return {"train": WindowDataset(train, 16, 8, stride=4),
+            "validation": WindowDataset(validation, 16, 8),
+            "test": sliding_windows(scaled[1000:], 16, 8)}
+
+
+def test_cosine_factor_matches_torch_cosine_annealing() -> None:
+    config = TrainingConfig(learning_rate=5e-4, cosine_t_max=20, min_learning_rate=1e-8)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=5e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=20, eta_min=1e-8)
+    for epoch in range(45):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(
+            5e-4 * cosine_factor(epoch, 5e-4, config), rel=1e-9, abs=1e-15)
+        optimizer.step()
+        scheduler.step()
+
+
+def test_one_adam_with_two_groups_equals_the_two_optimisers_of_the_recipe(tiny_gpt2) -> None:
+    torch.manual_seed(0)
+    ours = CALF(tiny_config(tiny_gpt2)).eval()  # eval: no dropout, so both runs see the same net
+    theirs = copy.deepcopy(ours)
+    config = TrainingConfig(learning_rate=5e-3, feature_learning_rate=1e-3, cosine_t_max=2)
+    optimizer, scheduler = build_optimizer(ours, config)
+    main = torch.optim.Adam(list(theirs.main_parameters()), lr=5e-3)
+    main_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(main, T_max=2, eta_min=1e-8)
+    features = torch.optim.Adam(list(theirs.feature_projection_parameters()), lr=1e-3)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(4):  # one step per "epoch" so the cosine schedule moves
+        x, y = torch.randn(4, 16, 3, generator=generator), torch.randn(4, 8, 3, generator=generator)
+        for model, optimisers in ((ours, [optimizer]), (theirs, [main, features])):
+            loss = calf_loss(model(x, with_text_branch=True), y, model.config).total
+            for o in optimisers:
+                o.zero_grad()
+            loss.backward()
+            for o in optimisers:
+                o.step()
+        scheduler.step()
+        main_schedule.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(main.param_groups[0]["lr"])
+    assert optimizer.param_groups[1]["lr"] == 1e-3
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_loss_falls_and_validation_runs_in_eval_mode(tiny_gpt2, ett_windows) -> None:
+    seed_everything(0)
+    model = CALF(tiny_config(tiny_gpt2))
+    history = History()
+    config = TrainingConfig(batch_size=32, max_epochs=4, patience=10, learning_rate=1e-3, seed=0)
+    train_calf(model, ett_windows["train"], ett_windows["validation"], config,
+               {**QUIET, "callbacks": [history]})
+    assert len(history.train_loss) == 4
+    assert history.train_loss[-1] < 0.8 * history.train_loss[0]
+    assert history.validation_modes == {False}
+    assert not model.training
+
+
+def test_same_seed_same_forecasts_and_other_seed_differs(tiny_gpt2, ett_windows) -> None:
+    forecasts = []
+    for seed in (5, 5, 6):
+        config = TrainingConfig(batch_size=64, max_epochs=1, seed=seed)
+        seed_everything(seed)
+        model = train_calf(CALF(tiny_config(tiny_gpt2)), ett_windows["train"], None, config, QUIET)
+        forecasts.append(predict_windows(model, ett_windows["test"][0][:20]))
+    assert forecasts[0].shape == (20, 8, 7)
+    np.testing.assert_array_equal(forecasts[0], forecasts[1])
+    assert not np.allclose(forecasts[0], forecasts[2])
+
+
+def test_early_stopping_restores_the_best_epoch(tiny_gpt2, ett_windows) -> None:
+    seed_everything(1)
+    model = CALF(tiny_config(tiny_gpt2))
+    history = History()
+    config = TrainingConfig(batch_size=32, max_epochs=6, patience=2, learning_rate=3e-2, seed=1)
+    train_calf(model, ett_windows["train"], ett_windows["validation"], config,
+               {**QUIET, "callbacks": [history]})
+    x = torch.stack([ett_windows["validation"][i][0] for i in range(len(ett_windows["validation"]))])
+    y = torch.stack([ett_windows["validation"][i][1] for i in range(len(ett_windows["validation"]))])
+    final = float(((torch.as_tensor(predict_windows(model, x)) - y) ** 2).mean())
+    assert final == pytest.approx(min(history.val_mse), rel=1e-4)
+
+
+def test_predict_windows_validates_input(tiny_gpt2) -> None:
+    model = CALF(tiny_config(tiny_gpt2))
+    with pytest.raises(ValueError, match="NaN"):
+        predict_windows(model, np.full((2, 16, 3), np.nan))
+    with pytest.raises(ValueError, match="shape"):
+        predict_windows(model, np.zeros((16, 3)))
+    with pytest.raises(TypeError, match="numeric"):
+        predict_windows(model, np.array([[["x"] * 3] * 16]))
+    assert predict_windows(model, np.zeros((3, 16, 2)), batch_size=2).shape == (3, 8, 2)
+    assert model.training  # mode restored
