@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
 
 from calf_forecaster import CALF
 from calf_forecaster.backbone import (
@@ -12,6 +11,7 @@ from calf_forecaster.backbone import (
     load_backbone,
     save_backbone_config,
 )
+from conftest import tiny_config
 
 
 def test_loads_local_directory_truncated_to_n_layers(tiny_gpt2) -> None:

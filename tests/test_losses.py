@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config
 
 from calf_forecaster import CALF, CALFConfig, CALFOutput
 from calf_forecaster.losses import calf_loss
+from conftest import tiny_config
 
 
 def _output(n_states: int = 3, channels: int = 4) -> CALFOutput:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
 from torch import nn
 
 from calf_forecaster import CALF
 from calf_forecaster.backbone import count_parameters, save_backbone_config
+from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +118,8 @@ def test_textual_branch_is_the_pretrained_backbone_with_its_own_positions(tiny_g
 
 
 def test_model_matches_the_naive_two_copy_implementation(tiny_gpt2) -> None:
-    from reference_layout import ReferenceLayoutCALF
-
     from calf_forecaster.persistence import import_reference_checkpoint  # noqa: F401 (layout)
+    from reference_layout import ReferenceLayoutCALF
 
     torch.manual_seed(3)
     ours = CALF(tiny_config(tiny_gpt2)).eval()

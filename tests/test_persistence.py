@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import save_tiny_gpt2, tiny_config
 from safetensors.torch import load_file
 
 from calf_forecaster import CALF
@@ -13,6 +12,7 @@ from calf_forecaster.persistence import (
     save_calf,
 )
 from calf_forecaster.prototypes import word_prototypes
+from conftest import save_tiny_gpt2, tiny_config
 
 
 def _trained_looking(model: CALF) -> CALF:
@@ -61,8 +61,9 @@ def test_other_backbone_at_load_is_refused(tiny_gpt2, tmp_path) -> None:
 @pytest.mark.parametrize("with_prototype_file", [True, False])
 def test_authors_checkpoint_imports_with_identical_forecasts(tiny_gpt2, tmp_path,
                                                              with_prototype_file: bool) -> None:
-    from reference_layout import ReferenceLayoutCALF
     from transformers import GPT2Model
+
+    from reference_layout import ReferenceLayoutCALF
 
     torch.manual_seed(11)
     wte = GPT2Model.from_pretrained(tiny_gpt2).wte.weight

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import tiny_config
 
 from calf_forecaster import CALF, TrainingConfig
 from calf_forecaster.data import ChannelScaler, WindowDataset, sliding_windows, split_for_validation
@@ -19,6 +18,7 @@ from calf_forecaster.training import (
     seed_everything,
     train_calf,
 )
+from conftest import tiny_config
 
 QUIET = {"enable_progress_bar": False}
 
