@@ -65,6 +65,10 @@ def test_gpt2_small_random_init_has_the_reference_trainable_count(tmp_path) -> N
     extra = count_parameters(model) - backbone
     assert extra == 18_022_496 - count_parameters(model.branches.backbone, trainable_only=True)
     assert count_parameters(model) < 100_000_000
+    kept = set(model.trainable_parameter_names()) | {"cross_modal.prototypes"}
+    saved_bytes = sum(t.numel() * t.element_size() for name, t in model.state_dict().items()
+                      if name in kept)  # what save_calf keeps for a pre-trained GPT-2 small
+    assert saved_bytes < 80_000_000
 
 
 def test_branches_share_one_frozen_backbone(tiny_model: CALF) -> None:

@@ -138,3 +138,20 @@ def test_predict_windows_validates_input(tiny_gpt2) -> None:
         predict_windows(model, np.array([[["x"] * 3] * 16]))
     assert predict_windows(model, np.zeros((3, 16, 2)), batch_size=2).shape == (3, 8, 2)
     assert model.training  # mode restored
+
+
+@pytest.mark.parametrize("accelerator", [
+    "cpu",
+    pytest.param("gpu", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                 reason="needs CUDA")),
+])
+def test_trainer_kwargs_reach_lightning_mixed_precision_and_devices(tiny_gpt2, ett_windows,
+                                                                   accelerator: str) -> None:
+    seed_everything(2)
+    model = CALF(tiny_config(tiny_gpt2))
+    config = TrainingConfig(batch_size=64, max_epochs=1, seed=2)
+    train_calf(model, ett_windows["train"], ett_windows["validation"], config,
+               {**QUIET, "accelerator": accelerator, "devices": 1, "precision": "bf16-mixed"})
+    forecast = predict_windows(model, ett_windows["test"][0][:4])
+    assert forecast.shape == (4, 8, 7) and np.isfinite(forecast).all()
+    assert next(model.parameters()).dtype == torch.float32  # AMP keeps float32 master weights
