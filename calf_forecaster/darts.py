@@ -5,15 +5,15 @@ Symbols
 B  batch size                         L  ``input_chunk_length`` (CALF's ``seq_len``)
 H  ``output_chunk_length``            Q  likelihood parameters per value (1 without likelihood)
 C  target components                  C_p  past-covariate components
-M  variate tokens, ``C_p + C``        D  backbone width
+M  variate tokens, ``C_p + C``
 
 Data flow of one batch: darts' ``past_covariates`` (B, L, C_p) and ``past_target`` (B, L, C) are
 joined into (B, L, M) with the covariates *first*: the backbone is causal over variate tokens, so
 only tokens placed before the targets can inform them. The core network forecasts every token; the
-last C tokens are the targets. Its head is built with ``pred_len = H * Q``, so each target token
+last C tokens are the targets. Its head is built with ``pred_len = Q * H``, so each target token
 yields H values per likelihood parameter, reshaped to darts' (B, H, C, Q).
 
-Training goes through darts' own loop. The only hook overridden is
+Training goes through darts' own loop. The only training hook overridden is
 ``PLForecastingModule._compute_loss``: darts' loss (``loss_fn``, or the likelihood's loss, with
 sample weights) becomes CALF's supervised term, and the output-consistency and
 feature-regularisation terms of ``calf-method.md`` §3 are added to it. The textual branch runs in
@@ -23,8 +23,9 @@ training steps only; validation and prediction use the temporal branch alone.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
-import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +34,15 @@ import torch
 from torch import nn
 
 try:
+    from darts import TimeSeries
     from darts.models.forecasting.pl_forecasting_module import (
         PLForecastingModule,
         io_processor,
     )
-    from darts.models.forecasting.torch_forecasting_model import PastCovariatesTorchModel
+    from darts.models.forecasting.torch_forecasting_model import (
+        PastCovariatesTorchModel,
+        TorchForecastingModel,
+    )
     from darts.utils.data.torch_datasets.utils import (
         ModuleStage,
         PLModuleInput,
@@ -48,47 +53,50 @@ try:
     from darts.utils.serialization import add_safe_globals
 except ImportError as error:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "calf_forecaster.darts needs darts; install it with: pip install \"calf-forecaster[darts]\""
+        "calf_forecaster.darts needs darts, which is not installed. "
+        'Install it with: pip install "calf-forecaster[darts]"'
     ) from error
 
-from calf_forecaster.config import CALFConfig
+from calf_forecaster.config import CALFConfig, LLMMode, LossName, TrainingConfig
 from calf_forecaster.losses import calf_loss
 from calf_forecaster.model import CALF, CALFOutput
+from calf_forecaster.persistence import BackboneMismatchError
+from calf_forecaster.training import cosine_factor
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CALFModel"]
 
-#: CALF's reference learning rate of the main parameter group (``calf-method.md`` §4); used
-#: unless ``optimizer_kwargs`` sets ``"lr"``.
+#: CALF's learning rate of the main parameter group (``calf-method.md`` §4); used unless
+#: ``optimizer_kwargs`` sets ``"lr"``.
 REFERENCE_LEARNING_RATE = 5e-4
 
-#: ``CALFConfig.loss`` -> the torch loss darts uses for the supervised term.
-_SUPERVISED_LOSSES: dict[str, type[nn.Module]] = {
+#: ``CALFConfig.loss`` -> the torch loss darts uses for the supervised term by default.
+SUPERVISED_LOSSES: dict[str, type[nn.Module]] = {
     "l1": nn.L1Loss,
     "smooth_l1": nn.SmoothL1Loss,
     "mse": nn.MSELoss,
 }
 
-#: Lightning scheduler-config keys that darts lets users pass inside ``lr_scheduler_kwargs``.
-_LIGHTNING_SCHEDULER_KEYS = ("monitor", "interval", "frequency", "strict", "name")
+#: Checkpoint entry with the fingerprint of the backbone's word embeddings.
+FINGERPRINT_KEY = "calf_embedding_fingerprint"
+
+#: Lightning scheduler-config keys that darts accepts inside ``lr_scheduler_kwargs``.
+_LIGHTNING_SCHEDULER_DEFAULTS: dict[str, Any] = {
+    "monitor": "val_loss", "interval": "epoch", "frequency": 1, "strict": True, "name": None,
+}
 
 
 @dataclass(slots=True)
 class _CALFModuleOutput(PLModuleOutput):
-    """darts' module output plus the core network's full output (training steps only)."""
+    """darts' module output plus the core network's output (in training steps only)."""
 
     calf: CALFOutput | None = None
 
 
-def cosine_factor(epoch: int, t_max: int, learning_rate: float, min_learning_rate: float) -> float:
-    """Multiplier of ``learning_rate`` after ``epoch`` epochs of cosine annealing.
-
-    The closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR`` (period ``2 * t_max``, as in
-    the reference, which keeps stepping past ``t_max``), as a ``LambdaLR`` factor.
-    """
-    cosine = (1.0 + math.cos(math.pi * epoch / t_max)) / 2.0
-    return (min_learning_rate + (learning_rate - min_learning_rate) * cosine) / learning_rate
+def _constant_factor(epoch: int) -> float:
+    """``LambdaLR`` factor of a constant learning rate."""
+    return 1.0
 
 
 class _CALFModule(PLForecastingModule):
@@ -97,11 +105,11 @@ class _CALFModule(PLForecastingModule):
     Parameters
     ----------
     backbone
-        Hugging Face name or local directory of the backbone (kept apart from ``calf_config`` so
-        that ``CALFModel.load(path, backbone=new_location)`` can relocate it).
+        Hugging Face name or local directory of the backbone; a separate argument so that
+        ``CALFModel.load(path, backbone=new_location)`` can point to a moved backbone.
     calf_config
         ``CALFConfig.to_dict()`` without ``seq_len``, ``pred_len`` and ``backbone``, which follow
-        from the chunk lengths, the likelihood and ``backbone``.
+        from the chunk lengths, Q and ``backbone``.
     nr_params
         Q, the likelihood's number of parameters (1 without likelihood).
     feature_learning_rate
@@ -128,28 +136,25 @@ class _CALFModule(PLForecastingModule):
         self.feature_learning_rate = feature_learning_rate
         self.cosine_t_max = cosine_t_max
         self.min_learning_rate = min_learning_rate
-        config = CALFConfig.from_dict({
+        self.calf = CALF(CALFConfig.from_dict({
             **calf_config,
             "backbone": backbone,
             "seq_len": self.input_chunk_length,
-            "pred_len": self.output_chunk_length * nr_params,
-        })
-        self.calf = CALF(config)
+            "pred_len": nr_params * self.output_chunk_length,
+        }))
 
     @io_processor
     def forward(self, x_in: PLModuleInput) -> PLModuleOutput:
-        """darts input -> prediction (B, H, C, Q); in training steps also the core's output."""
-        tokens = [t for t in (x_in.past_covariates, x_in.past_target) if t is not None]
-        x = torch.cat(tokens, dim=2)  # (B, L, M), covariates first, targets last
+        """darts batch -> prediction (B, H, C, Q); in training steps also the core's output."""
+        parts = [t for t in (x_in.past_covariates, x_in.past_target) if t is not None]
+        x = torch.cat(parts, dim=2)  # (B, L, M): covariates first, targets last
         with_text_branch = x_in.stage == ModuleStage.TRAIN
         output = self.calf(x, with_text_branch=with_text_branch)
-        batch = x.shape[0]
         forecast = output.forecast[:, :, -self.n_targets:]  # (B, Q * H, C)
         prediction = forecast.reshape(
-            batch, self.nr_params, self.output_chunk_length, self.n_targets
+            x.shape[0], self.nr_params, self.output_chunk_length, self.n_targets
         ).permute(0, 2, 3, 1)  # (B, H, C, Q)
-        return _CALFModuleOutput(prediction=prediction,
-                                 calf=output if with_text_branch else None)
+        return _CALFModuleOutput(prediction=prediction, calf=output if with_text_branch else None)
 
     def _compute_loss(
         self,
@@ -158,87 +163,108 @@ class _CALFModule(PLForecastingModule):
         criterion: nn.Module,
         sample_weight: torch.Tensor | None,
     ) -> torch.Tensor:
-        """darts' loss as CALF's supervised term, plus the distillation terms when trained."""
+        """darts' loss as CALF's supervised term, plus the distillation terms in training."""
         supervised = super()._compute_loss(output, target, criterion, sample_weight)
         calf_output = getattr(output, "calf", None)
-        if calf_output is None or calf_output.text_forecast is None:
+        if calf_output is None:
             return supervised  # validation: the forecasting loss alone
+        # calf_loss scores the last C tokens; with Q > 1 their Q * H head outputs are compared
+        # between the branches, and `supervised` replaces its own supervised term.
         parts = calf_loss(calf_output, target, self.calf.config, supervised=supervised)
         batch_size = target.shape[0]
         self.log("train_loss_output", parts.output, batch_size=batch_size, sync_dist=True)
         self.log("train_loss_feature", parts.feature, batch_size=batch_size, sync_dist=True)
         return parts.total
 
+    # ------------------------------------------------------------------ optimisation
+
     def configure_optimizers(self) -> Any:
-        """``optimizer_cls`` over two parameter groups, with CALF's schedule by default.
+        """``optimizer_cls`` over CALF's two parameter groups, with CALF's schedule by default.
 
         The feature projections form their own group at the constant ``feature_learning_rate``;
-        every other trainable parameter uses ``optimizer_kwargs`` (CALF's ``lr`` by default). With
-        ``lr_scheduler_cls=None`` the main group follows CALF's per-epoch cosine annealing; a
-        user-given ``lr_scheduler_cls`` is built as darts builds it.
+        every other trainable parameter uses ``optimizer_kwargs``. Without ``lr_scheduler_cls``
+        the main group follows CALF's per-epoch cosine schedule (the recipe of
+        :func:`calf_forecaster.training.build_optimizer`); a given ``lr_scheduler_cls`` is
+        configured as darts configures it and applies to both groups.
         """
         feature_ids = {id(p) for p in self.calf.feature_projection_parameters()}
         main = [p for p in self.parameters() if p.requires_grad and id(p) not in feature_ids]
         features = [p for p in self.calf.feature_projection_parameters() if p.requires_grad]
-        groups: list[dict[str, Any]] = []
-        lambdas = []
         lr = self.optimizer_kwargs.get("lr", REFERENCE_LEARNING_RATE)
+        if self.cosine_t_max is None:
+            main_factor = _constant_factor
+        else:
+            recipe = TrainingConfig(learning_rate=lr, cosine_t_max=self.cosine_t_max,
+                                    min_learning_rate=self.min_learning_rate)
+            main_factor = functools.partial(cosine_factor, base_lr=lr, config=recipe)
+        groups, factors = [], []
         if main:
             groups.append({"params": main})
-            if self.cosine_t_max is None:
-                lambdas.append(_constant)
-            else:
-                lambdas.append(_CosineSchedule(self.cosine_t_max, lr, self.min_learning_rate))
-        if features:
+            factors.append(main_factor)
+        if features:  # empty when fine-tuning freezes them
             groups.append({"params": features, "lr": self.feature_learning_rate})
-            lambdas.append(_constant)
+            factors.append(_constant_factor)
         try:
             optimizer = self.optimizer_cls(groups, **self.optimizer_kwargs)
         except (TypeError, ValueError) as error:
             raise ValueError(
-                f"could not build the optimizer {self.optimizer_cls} with optimizer_kwargs "
+                f"could not build optimizer_cls={self.optimizer_cls} with optimizer_kwargs="
                 f"{self.optimizer_kwargs}: {error}"
             ) from error
         if self.lr_scheduler_cls is not None:
-            return self._user_scheduler(optimizer)
+            return self._configure_user_scheduler(optimizer)
         if self.cosine_t_max is None:
             return optimizer
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "frequency": 1}}
 
-    def _user_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
-        """``lr_scheduler_cls(**lr_scheduler_kwargs)`` configured for Lightning as darts does."""
+    def _configure_user_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        """``lr_scheduler_cls(**lr_scheduler_kwargs)`` with Lightning's settings, as darts does."""
         kwargs = dict(self.lr_scheduler_kwargs)
-        lightning_config = {"monitor": "val_loss", "interval": "epoch", "frequency": 1,
-                            "strict": True, "name": None}
-        for key in _LIGHTNING_SCHEDULER_KEYS:
-            if key in kwargs:
-                lightning_config[key] = kwargs.pop(key)
+        lightning = {key: kwargs.pop(key, default)
+                     for key, default in _LIGHTNING_SCHEDULER_DEFAULTS.items()}
         try:
             scheduler = self.lr_scheduler_cls(optimizer=optimizer, **kwargs)
         except (TypeError, ValueError) as error:
             raise ValueError(
-                f"could not build the learning-rate scheduler {self.lr_scheduler_cls} with "
-                f"lr_scheduler_kwargs {self.lr_scheduler_kwargs}: {error}"
+                f"could not build lr_scheduler_cls={self.lr_scheduler_cls} with "
+                f"lr_scheduler_kwargs={self.lr_scheduler_kwargs}: {error}"
             ) from error
-        return [optimizer], {"scheduler": scheduler, **lightning_config}
+        return [optimizer], {"scheduler": scheduler, **lightning}
 
     # ------------------------------------------------------------------ checkpoints
 
     def _backbone_state_keys(self) -> set[str]:
-        """This module's state-dict keys that are rebuilt from the pre-trained backbone."""
+        """State-dict keys of this module that are rebuilt from the pre-trained backbone."""
         return {f"calf.{key}" for key in self.calf.backbone_state_keys}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """darts' checkpoint content, without the frozen pre-trained backbone weights."""
+        """darts' checkpoint without the frozen pre-trained backbone weights (rebuilt on load).
+
+        Backbone weights that ``enable_finetuning`` made trainable are saved.
+        """
         super().on_save_checkpoint(checkpoint)
-        frozen = self._backbone_state_keys()
+        trained = {name for name, p in self.named_parameters() if p.requires_grad}
+        frozen = self._backbone_state_keys() - trained
         checkpoint["state_dict"] = {key: value for key, value in checkpoint["state_dict"].items()
                                     if key not in frozen}
+        checkpoint[FINGERPRINT_KEY] = self.calf.embedding_fingerprint
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a rebuilt backbone whose word embeddings differ from the training backbone's."""
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get(FINGERPRINT_KEY)
+        if self.calf.backbone_state_keys and saved is not None \
+                and saved != self.calf.embedding_fingerprint:
+            raise BackboneMismatchError(
+                f"the backbone {self.calf.config.backbone!r} has other word embeddings than the "
+                f"one this model was trained with; pass `backbone=` (the original backbone's "
+                f"location) to `CALFModel.load` or `CALFModel.load_from_checkpoint`"
+            )
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        """Load a state dict; the frozen backbone weights may be absent (they are rebuilt)."""
+        """``nn.Module.load_state_dict``; the frozen backbone weights may be absent (kept as is)."""
         missing = self._backbone_state_keys() - set(state_dict)
         if missing:
             own = self.state_dict()
@@ -246,30 +272,16 @@ class _CALFModule(PLForecastingModule):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-def _constant(epoch: int) -> float:
-    return 1.0
-
-
-@dataclass(frozen=True)
-class _CosineSchedule:
-    """Picklable ``LambdaLR`` factor of :func:`cosine_factor`."""
-
-    t_max: int
-    learning_rate: float
-    min_learning_rate: float
-
-    def __call__(self, epoch: int) -> float:
-        return cosine_factor(epoch, self.t_max, self.learning_rate, self.min_learning_rate)
-
-
 class CALFModel(PastCovariatesTorchModel):
-    """CALF (Liu et al., AAAI 2025): a language model aligned to time series by cross-modal
+    """CALF (Liu et al., AAAI 2025), a language model aligned to time series by cross-modal
     distillation, as a darts global forecasting model.
 
     Every component of the target and of the past covariates is one token (its last
-    ``input_chunk_length`` values); covariate tokens come first so that the causal backbone lets
-    the target tokens attend to them, and only target tokens are forecast. Future and static
-    covariates are not supported (darts refuses future covariates and ignores static ones).
+    ``input_chunk_length`` values). Covariate tokens come first so that the causal backbone lets
+    the target tokens attend to them; only target tokens are forecast. Future covariates are
+    refused by darts' own check (``supports_future_covariates`` is ``False``). Static covariates,
+    which darts would silently ignore for a model that cannot use them, are refused by ``fit``:
+    drop them with ``series.with_static_covariates(None)``.
 
     Parameters
     ----------
@@ -282,8 +294,8 @@ class CALFModel(PastCovariatesTorchModel):
         Steps between the end of the input and the start of the output chunk (darts semantics).
     backbone
         Hugging Face name or local directory (``save_pretrained`` output) of the language model.
-        Checkpoints store everything except its frozen pre-trained weights, which are read again
-        from here on loading: pass ``backbone=new_location`` to ``load`` if it has moved.
+        Saved models hold everything except its frozen pre-trained weights, which are read from
+        here again on loading; pass ``backbone=new_location`` to :meth:`load` if it moved.
     n_layers
         Number K of backbone blocks kept (6).
     pretrained
@@ -294,52 +306,62 @@ class CALFModel(PastCovariatesTorchModel):
     n_prototypes
         Number P of word prototypes (500; at most the backbone width).
     lora_r, lora_alpha, lora_dropout, lora_target_modules
-        LoRA on the temporal branch (8, 32, 0.1, the backbone family's default).
+        LoRA on the temporal branch (8, 32, 0.1, the backbone family's default modules).
     n_heads, encoder_ff_dim, dropout
         Cross-modal match module: attention heads (12), feed-forward width (2048), dropout (0.1).
     loss
-        Distance of CALF's loss terms: ``"l1"`` (reference for ETT), ``"smooth_l1"`` or ``"mse"``.
-        Without ``loss_fn`` and ``likelihood`` it is also the supervised loss (``nn.L1Loss`` etc.).
+        Distance ``d`` of CALF's loss terms: ``"l1"`` (reference for ETT), ``"smooth_l1"`` or
+        ``"mse"``. Unless ``loss_fn`` or ``likelihood`` is given, also the supervised loss.
     supervised_weight, output_weight, feature_weight, feature_decay
         Loss weights (1.0, 1.0, 0.01) and the per-layer decay of the feature term (0.8).
     feature_learning_rate
         Constant learning rate of the feature projections (1e-4).
     cosine_t_max, min_learning_rate
-        With ``lr_scheduler_cls=None``, the main group's learning rate is cosine-annealed per epoch
-        with period ``cosine_t_max`` epochs (20) down to ``min_learning_rate`` (1e-8), as in the
-        reference. ``cosine_t_max=None`` keeps it constant.
+        Without ``lr_scheduler_cls``, the main learning rate is cosine-annealed per epoch with
+        period ``cosine_t_max`` epochs (20) down to ``min_learning_rate`` (1e-8), as in the
+        reference; ``cosine_t_max=None`` keeps it constant.
     trust_remote_code, revision
         Passed to transformers when loading ``backbone``.
     **kwargs
         darts' standard torch-model parameters: ``batch_size``, ``n_epochs``, ``model_name``,
         ``work_dir``, ``log_tensorboard``, ``nr_epochs_val_period``, ``force_reset``,
-        ``save_checkpoints``, ``add_encoders`` (past encoders only), ``random_state``,
+        ``save_checkpoints``, ``add_encoders`` (past encoders), ``random_state``,
         ``pl_trainer_kwargs``, ``show_warnings``, ``enable_finetuning``, ``loss_fn``,
         ``likelihood``, ``torch_metrics``, ``optimizer_cls``, ``optimizer_kwargs``,
         ``lr_scheduler_cls``, ``lr_scheduler_kwargs``, ``use_reversible_instance_norm``.
 
     Notes
     -----
-    *Optimisation.* ``optimizer_cls`` (Adam) gets two parameter groups: the feature projections at
-    ``feature_learning_rate``, everything else with ``optimizer_kwargs``, whose ``"lr"`` defaults
-    to CALF's 5e-4 rather than the optimizer's own default. A user ``lr_scheduler_cls`` replaces the
-    cosine schedule and applies to both groups.
+    *Optimisation.* ``optimizer_cls`` (Adam) gets two parameter groups: the feature projections
+    at ``feature_learning_rate``, everything else with ``optimizer_kwargs``, whose ``"lr"``
+    defaults to CALF's 5e-4 instead of the optimizer's own default. A ``lr_scheduler_cls``
+    replaces the cosine schedule and applies to both groups. ``random_state`` seeds the initial
+    weights exactly as :class:`calf_forecaster.sktime.CALFForecaster` does.
 
-    *Loss.* darts' loss (``loss_fn``, or the likelihood's loss, with any ``sample_weight``) is the
-    supervised term; the output-consistency term (``d`` between the two branches' forecasts) and
-    the feature term are added in training steps. ``val_loss`` is the supervised loss alone,
-    computed without the textual branch.
+    *Loss.* darts' loss (``loss_fn``, or the likelihood's loss, with any ``sample_weight``) is
+    the supervised term; the output-consistency term (``d`` between the two branches'
+    forecasts of the target tokens) and the feature term are added in training steps and logged
+    as ``train_loss_output`` and ``train_loss_feature``. ``val_loss`` is the supervised loss
+    alone, computed without the textual branch.
 
     *Likelihoods.* Only :class:`~darts.utils.likelihood_models.torch.QuantileRegression` is
-    accepted: its parameters are values on the series' scale, which CALF's de-normalisation
-    preserves. The head gives Q = ``len(quantiles)`` values per step and token, so the
-    output-consistency term aligns every quantile of the two branches and the feature term is
-    unchanged.
+    accepted: quantiles are values on the series' scale, which CALF's per-window
+    de-normalisation preserves (a scale parameter would not be). The head gives Q =
+    ``len(quantiles)`` values per step and token, so the output-consistency term aligns every
+    quantile of the two branches and the feature term is unchanged. ``num_samples`` and
+    ``predict_likelihood_parameters`` work as for every darts model.
 
-    *Checkpoints.* ``save``, ``load``, ``load_from_checkpoint`` and ``load_weights*`` work as for
-    every darts model; loading needs no ``trusted=True`` (the class is registered with
-    ``darts.utils.serialization.add_safe_globals`` on import). Files hold everything but the frozen
-    pre-trained backbone weights.
+    *Fine-tuning.* By default CALF's trainable-parameter policy applies (LoRA, norms and position
+    tables of the backbone, everything outside it). darts' ``enable_finetuning`` overrides it with
+    darts' semantics: ``True`` trains every parameter, the whole backbone included; a
+    ``{"freeze": [...]}`` or ``{"unfreeze": [...]}`` dict of name patterns (e.g.
+    ``"calf.head.*"``) freezes or unfreezes those and does the opposite to all others.
+
+    *Saving.* ``save``, ``load``, ``load_from_checkpoint`` and ``load_weights*`` work as for
+    every darts model and need no ``trusted=True``: importing this module registers
+    :class:`CALFModel` with ``darts.utils.serialization.add_safe_globals``. Files hold everything
+    but the frozen pre-trained backbone weights; loading checks that the backbone's word
+    embeddings are unchanged.
 
     Examples
     --------
@@ -347,9 +369,11 @@ class CALFModel(PastCovariatesTorchModel):
     >>> from calf_forecaster.darts import CALFModel
     >>> series = ETTh1Dataset().load().astype("float32")  # doctest: +SKIP
     >>> model = CALFModel(input_chunk_length=96, output_chunk_length=96, batch_size=256,
-    ...                   n_epochs=10)  # doctest: +SKIP
+    ...                   n_epochs=10, random_state=2021)  # doctest: +SKIP
     >>> model.fit(series[:8640])  # doctest: +SKIP
     >>> forecast = model.predict(96)  # doctest: +SKIP
+
+    An ablation of Tan et al. is one argument away: ``CALFModel(..., llm_mode="attention")``.
     """
 
     def __init__(
@@ -360,7 +384,7 @@ class CALFModel(PastCovariatesTorchModel):
         backbone: str = "gpt2",
         n_layers: int = 6,
         pretrained: bool = True,
-        llm_mode: str = "llm",
+        llm_mode: LLMMode = "llm",
         n_prototypes: int = 500,
         lora_r: int = 8,
         lora_alpha: int = 32,
@@ -369,7 +393,7 @@ class CALFModel(PastCovariatesTorchModel):
         n_heads: int = 12,
         encoder_ff_dim: int = 2048,
         dropout: float = 0.1,
-        loss: str = "l1",
+        loss: LossName = "l1",
         supervised_weight: float = 1.0,
         output_weight: float = 1.0,
         feature_weight: float = 0.01,
@@ -388,19 +412,16 @@ class CALFModel(PastCovariatesTorchModel):
         if likelihood is not None and not isinstance(likelihood, QuantileRegression):
             raise ValueError(
                 f"`likelihood` must be None or a darts QuantileRegression, got "
-                f"{type(likelihood).__name__}: CALF de-normalises its head's outputs as values on "
-                f"the series' scale, which holds for quantiles but not for e.g. a scale parameter"
+                f"{type(likelihood).__name__}: CALF de-normalises every head output as a value "
+                f"on the series' scale, which holds for quantiles only"
             )
-        if feature_learning_rate <= 0:
-            raise ValueError(f"`feature_learning_rate` must be > 0, got {feature_learning_rate}")
-        if cosine_t_max is not None and (not isinstance(cosine_t_max, int) or cosine_t_max < 1):
-            raise ValueError(f"`cosine_t_max` must be None or an int >= 1, got {cosine_t_max!r}")
-        if min_learning_rate < 0:
-            raise ValueError(f"`min_learning_rate` must be >= 0, got {min_learning_rate}")
         nr_params = 1 if likelihood is None else likelihood.num_parameters
-        config = CALFConfig(  # validates every knob now rather than at fit time
+        optimizer_kwargs = copy.deepcopy(self.pl_module_params.get("optimizer_kwargs")) or {}
+        optimizer_kwargs.setdefault("lr", REFERENCE_LEARNING_RATE)
+        # validate every CALF knob now rather than at fit time (both raise ValueError)
+        config = CALFConfig(
             seq_len=input_chunk_length,
-            pred_len=output_chunk_length * nr_params,
+            pred_len=nr_params * output_chunk_length,
             backbone=backbone,
             n_layers=n_layers,
             pretrained=pretrained,
@@ -421,41 +442,107 @@ class CALFModel(PastCovariatesTorchModel):
             trust_remote_code=trust_remote_code,
             revision=revision,
         )
-        calf_config = config.to_dict()
-        for derived in ("seq_len", "pred_len", "backbone"):
-            del calf_config[derived]
-        self._calf_config = calf_config
+        TrainingConfig(  # validates the learning rates and the schedule
+            learning_rate=optimizer_kwargs["lr"],
+            feature_learning_rate=feature_learning_rate,
+            cosine_t_max=TrainingConfig.cosine_t_max if cosine_t_max is None else cosine_t_max,
+            min_learning_rate=min_learning_rate,
+        )
+
+        self._calf_config = {key: value for key, value in config.to_dict().items()
+                             if key not in ("seq_len", "pred_len", "backbone")}
         self._backbone = backbone
         self._feature_learning_rate = feature_learning_rate
         self._cosine_t_max = cosine_t_max
         self._min_learning_rate = min_learning_rate
-
-        if self.pl_module_params.get("loss_fn") is None:
-            self.pl_module_params["loss_fn"] = _SUPERVISED_LOSSES[loss]()
-        optimizer_kwargs = copy.deepcopy(self.pl_module_params.get("optimizer_kwargs")) or {}
-        optimizer_kwargs.setdefault("lr", REFERENCE_LEARNING_RATE)
         self.pl_module_params["optimizer_kwargs"] = optimizer_kwargs
+        if self.pl_module_params.get("loss_fn") is None:
+            self.pl_module_params["loss_fn"] = SUPERVISED_LOSSES[loss]()
+
+    def fit(self, series: Any, *args: Any, **kwargs: Any) -> CALFModel:
+        """darts' ``fit``, refusing static covariates instead of silently ignoring them."""
+        for name, value in (("series", series), ("val_series", kwargs.get("val_series"))):
+            batch = [value] if isinstance(value, TimeSeries) else (value or [])
+            if any(ts.static_covariates is not None for ts in batch):
+                raise ValueError(
+                    f"`{name}` carries static covariates, which CALFModel cannot use; drop them "
+                    f"with `series.with_static_covariates(None)` (darts would ignore them silently)"
+                )
+        return super().fit(series, *args, **kwargs)
 
     def _create_model(self, train_sample: TorchTrainingSample) -> _CALFModule:
-        nr_params = 1 if self.likelihood is None else self.likelihood.num_parameters
-        return _CALFModule(
-            backbone=self._backbone,
-            calf_config=self._calf_config,
-            nr_params=nr_params,
-            feature_learning_rate=self._feature_learning_rate,
-            cosine_t_max=self._cosine_t_max,
-            min_learning_rate=self._min_learning_rate,
-            **self.pl_module_params,
-        )
+        """Build the network; an int ``random_state`` seeds its initial weights."""
+        seed = self.model_params.get("random_state")
+        with torch.random.fork_rng(devices=[]):  # the training RNG stays darts' own
+            if isinstance(seed, numbers.Integral):
+                torch.manual_seed(seed)
+            return _CALFModule(
+                backbone=self._backbone,
+                calf_config=self._calf_config,
+                nr_params=1 if self.likelihood is None else self.likelihood.num_parameters,
+                feature_learning_rate=self._feature_learning_rate,
+                cosine_t_max=self._cosine_t_max,
+                min_learning_rate=self._min_learning_rate,
+                **self.pl_module_params,
+            )
 
     @property
     def _ckpt_skipped_params(self) -> list[str]:
-        """Training-only knobs, which may differ when loading weights into a new model."""
+        """Knobs of training only, which may differ when loading weights into a new model."""
         return super()._ckpt_skipped_params + [
             "loss", "supervised_weight", "output_weight", "feature_weight", "feature_decay",
             "feature_learning_rate", "cosine_t_max", "min_learning_rate",
         ]
 
+    # ------------------------------------------------------------------ loading
 
-# darts' safe loading (``load(..., trusted=False)``) accepts only allow-listed globals.
+    def _relocate_backbone(self, backbone: str | None) -> CALFModel:
+        """After loading with ``backbone=...``: retrain (``untrained_model``) from there too."""
+        if backbone is not None:
+            self._backbone = backbone
+            self._model_params["backbone"] = backbone
+        return self
+
+    @staticmethod
+    def load(path: str, pl_trainer_kwargs: dict | None = None, trusted: bool = False,
+             **kwargs: Any) -> CALFModel:
+        """Load a model saved with :meth:`save` (darts' ``TorchForecastingModel.load``).
+
+        Parameters
+        ----------
+        path
+            Path given to :meth:`save`.
+        pl_trainer_kwargs
+            Trainer settings for later prediction, e.g. ``{"accelerator": "cpu"}``.
+        trusted
+            ``True`` disables darts' safe loading; not needed for files written by this class.
+        **kwargs
+            Passed to Lightning's ``load_from_checkpoint``, e.g. ``map_location="cpu"``, and
+            ``backbone="/new/location"`` when the backbone has moved since saving.
+        """
+        model = TorchForecastingModel.load(path, pl_trainer_kwargs=pl_trainer_kwargs,
+                                           trusted=trusted, **kwargs)
+        return model._relocate_backbone(kwargs.get("backbone"))
+
+    @staticmethod
+    def load_from_checkpoint(model_name: str, work_dir: str | None = None,
+                             file_name: str | None = None, best: bool = True,
+                             trusted: bool = False, **kwargs: Any) -> CALFModel:
+        """Load an automatic checkpoint (``save_checkpoints=True``), as darts does.
+
+        Parameters
+        ----------
+        model_name, work_dir, file_name, best, trusted
+            As in darts' ``TorchForecastingModel.load_from_checkpoint``.
+        **kwargs
+            Passed to Lightning's ``load_from_checkpoint``, e.g. ``map_location="cpu"``, and
+            ``backbone="/new/location"`` when the backbone has moved since saving.
+        """
+        model = TorchForecastingModel.load_from_checkpoint(
+            model_name, work_dir=work_dir, file_name=file_name, best=best, trusted=trusted,
+            **kwargs)
+        return model._relocate_backbone(kwargs.get("backbone"))
+
+
+# darts' safe loading (``load(..., trusted=False)``) accepts allow-listed globals only.
 add_safe_globals([CALFModel])
