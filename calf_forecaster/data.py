@@ -102,7 +102,7 @@ class WindowDataset(Dataset):
             check_length(array, seq_len + pred_len, f"series[{index}]",
                          "for one training window (seq_len + pred_len)")
         self.seq_len, self.pred_len, self.stride = seq_len, pred_len, stride
-        self.series = [torch.as_tensor(a, dtype=torch.float32) for a in arrays]
+        self.series = [torch.tensor(a, dtype=torch.float32) for a in arrays]  # own copies
         counts = [(len(a) - seq_len - pred_len) // stride + 1 for a in arrays]
         self.offsets = np.cumsum([0, *counts])
 

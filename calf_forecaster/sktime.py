@@ -64,7 +64,8 @@ class CALFForecaster(BaseForecaster):
     window), and ``predict`` needs the last ``seq_len`` observations of every
     series; otherwise a ``ValueError`` says which series is too short.
 
-    Exogenous ``X`` is ignored. Missing or infinite values raise ``ValueError``.
+    Exogenous ``X`` is ignored. NaN or infinite values raise ``ValueError``,
+    non-numeric columns ``TypeError``.
 
     Parameters
     ----------
@@ -99,8 +100,9 @@ class CALFForecaster(BaseForecaster):
         Feed-forward width of the cross-modal encoder layer.
     dropout : float, default=0.1
         Dropout of the cross-modal encoder layer.
-    loss : str, default="l1"
-        Distance used by every loss term (``"l1"`` for ETT, SmoothL1 for others).
+    loss : {"l1", "smooth_l1", "mse"}, default="l1"
+        Distance used by every loss term (``"l1"`` for ETT in the paper,
+        ``"smooth_l1"`` for Weather, ECL and Traffic).
     supervised_weight : float, default=1.0
         Weight of the supervised loss.
     output_weight : float, default=1.0
@@ -124,9 +126,12 @@ class CALFForecaster(BaseForecaster):
     patience : int, default=10
         Early-stopping patience in epochs, on validation MSE.
     validation_size : float or int, default=0.2
-        End of every series held out for early stopping: a fraction of its length
-        if a float in (0, 1), a number of time points if an int >= 1, nothing if
-        0 (then training runs for ``max_epochs`` and keeps the last weights).
+        End of every series held out for early stopping (and restoring the best
+        epoch): a fraction of its length if a float in (0, 1), a number of time
+        points if an int >= 1 (at least the horizon either way), nothing if 0.
+        A series too short to give both parts a window is trained on whole; if no
+        series can spare one, or with 0, training runs ``max_epochs`` epochs and
+        keeps the last weights.
     scale : bool, default=True
         Standardise every column with mean and standard deviation of the data
         passed to ``fit`` (of ``pretrain`` for pretraining) before windowing, and
@@ -154,7 +159,8 @@ class CALFForecaster(BaseForecaster):
     scaler_ : calf_forecaster.data.ChannelScaler or None
         Column scaler fitted in ``fit``, ``None`` if ``scale=False``.
     n_train_windows_ : int
-        Number of training windows used by the last training run.
+        Number of training windows of the last training run (``fit``, or
+        ``update`` with ``update_params=True``); 0 with ``max_epochs=0``.
     pretrained_network_ : torch.nn.Module
         Network learned by ``pretrain`` (only after ``pretrain``); ``fit`` fine-tunes
         a copy of it and leaves it unchanged.
@@ -178,6 +184,13 @@ class CALFForecaster(BaseForecaster):
     forecasts with it unchanged). Its ``fh`` may not exceed the pretraining
     horizon.
 
+    ``pickle`` and sktime's ``save`` store each network in the core's saved-model
+    format (configuration and the weights that are not the pre-trained
+    backbone's, see :mod:`calf_forecaster.persistence`), not the backbone itself:
+    loading rebuilds the backbone from ``backbone``, which must still be
+    available (local directory or hub cache), and refuses one whose word
+    embeddings differ.
+
     References
     ----------
     .. [1] Liu, P. et al. CALF: Aligning LLMs for Time Series Forecasting via
@@ -193,7 +206,8 @@ class CALFForecaster(BaseForecaster):
     >>> from transformers import GPT2Config, GPT2Model
     >>> from sktime.datasets import load_airline
     >>> from calf_forecaster.sktime import CALFForecaster
-    >>> backbone = tempfile.mkdtemp()
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> backbone = folder.name
     >>> GPT2Model(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=64,
     ...     n_positions=32, bos_token_id=0, eos_token_id=0)).save_pretrained(backbone)
     >>> y = load_airline()
@@ -206,6 +220,7 @@ class CALFForecaster(BaseForecaster):
     CALFForecaster(...)
     >>> forecaster.predict().shape
     (3,)
+    >>> folder.cleanup()
 
     The published configuration uses GPT-2 small from the Hugging Face hub:
 
@@ -331,9 +346,10 @@ class CALFForecaster(BaseForecaster):
     def update(self, y, X=None, update_params: bool = True) -> CALFForecaster:
         """Append new observations and optionally continue training.
 
-        Same contract as :meth:`sktime.forecasting.base.BaseForecaster.update`,
-        with one extra check made before any state changes: ``y`` must have the
-        columns seen in ``fit``, in the same order.
+        Same contract as :meth:`sktime.forecasting.base.BaseForecaster.update`, with
+        checks made before any state changes (so a refused ``y`` leaves the cutoff and
+        the history as they were): ``y`` must have the columns seen in ``fit``, in the
+        same order, and finite numeric values.
 
         Parameters
         ----------
@@ -353,11 +369,77 @@ class CALFForecaster(BaseForecaster):
         Raises
         ------
         ValueError
-            If the columns of ``y`` differ from those seen in ``fit``.
+            If the columns of ``y`` differ from those seen in ``fit``, or ``y`` holds
+            NaN or infinite values.
+        TypeError
+            If ``y`` has non-numeric columns.
         """
         if self.is_fitted and y is not None and len(y) > 0:
-            self._check_same_columns(y)
+            self._check_update_data(y, update_params)
         return super().update(y, X=X, update_params=update_params)
+
+    def update_predict_single(
+        self, y=None, fh=None, X=None, update_params: bool = True
+    ) -> pd.Series | pd.DataFrame:
+        """Update with ``y``, then forecast; ``y`` is checked as in :meth:`update` first.
+
+        Parameters
+        ----------
+        y : sktime time series container, optional
+            New observations, same scitype and columns as in ``fit``.
+        fh : ForecastingHorizon or coercible, optional
+            The horizon of ``fit`` (it cannot change).
+        X : ignored
+            Exogenous data are not used.
+        update_params : bool, default=True
+            Whether to continue training before forecasting.
+
+        Returns
+        -------
+        pandas.Series or pandas.DataFrame
+            Forecasts, in the container type of ``y``.
+        """
+        if self.is_fitted and y is not None and len(y) > 0:
+            self._check_update_data(y, update_params)
+        return super().update_predict_single(y=y, fh=fh, X=X, update_params=update_params)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Return the state to pickle, with every network in CALF's portable saved format.
+
+        ``pickle`` (and so sktime's ``save``) stores each network as the files of
+        :func:`calf_forecaster.persistence.save_calf`: configuration and the weights that
+        are not the pre-trained backbone's. Unpickling rebuilds the backbone from
+        ``backbone``, which must still be loadable (local path or hub cache), and refuses
+        one with other word embeddings.
+        """
+        from torch import nn
+
+        state = self.__dict__.copy()
+        for name, value in state.items():
+            if isinstance(value, nn.Module):
+                state[name] = _SavedNetwork.from_module(value)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled state, rebuilding every network saved by ``__getstate__``."""
+        state = {
+            name: value.to_module() if isinstance(value, _SavedNetwork) else value
+            for name, value in state.items()
+        }
+        self.__dict__.update(state)
+
+    def __copy__(self) -> CALFForecaster:
+        """Return a shallow copy (shares the networks; no pickling round trip)."""
+        copied = type(self).__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CALFForecaster:
+        """Return a deep copy made in memory (networks copied directly, not via pickle)."""
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return copied
 
     # ---------------------------------------------------------- sktime hooks
 
@@ -435,7 +517,7 @@ class CALFForecaster(BaseForecaster):
 
         frames = []
         for (key, frame), values in zip(series.items(), forecast, strict=True):
-            index = _absolute_index(fh, frame.index, self._cutoff)
+            index = _absolute_index(fh, frame.index, self._cutoff).rename(frame.index.name)
             rows = steps[key] - 1  # step 1 is row 0
             frames.append(pd.DataFrame(values[rows], index=index, columns=self.columns_))
         return _join_series(list(series), frames, self._cur_y.index)
@@ -456,7 +538,6 @@ class CALFForecaster(BaseForecaster):
         CALFForecaster
             ``self``.
         """
-        self._checked_arrays(_split_series(y), min_length=0, what="update")
         self._cur_y = update_data(self._cur_y, y)
         if update_params:
             series = _split_series(self._cur_y)
@@ -573,10 +654,19 @@ class CALFForecaster(BaseForecaster):
             cosine_t_max=self.cosine_t_max,
             min_learning_rate=self.min_learning_rate,
             batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
+            max_epochs=max(self._max_epochs(), 1),  # 0 (no training) is the adapter's own case
             patience=self.patience,
             seed=self._seed(),
         )
+
+    def _max_epochs(self) -> int:
+        """Return ``max_epochs`` checked to be an int >= 0."""
+        epochs = self.max_epochs
+        if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)):
+            raise TypeError(f"`max_epochs` must be an int, got {epochs!r}.")
+        if epochs < 0:
+            raise ValueError(f"`max_epochs` must be >= 0, got {epochs}.")
+        return int(epochs)
 
     def _seed(self) -> int | None:
         """Return ``random_state`` checked to be an int or None."""
@@ -630,47 +720,50 @@ class CALFForecaster(BaseForecaster):
     def _train(self, network: nn.Module, arrays: list[np.ndarray], scaler, pred_len: int) -> int:
         """Train ``network`` in place on the windows of ``arrays``; return their number.
 
-        The network is left on CPU in eval mode, whatever device trained it.
+        The network is left on CPU in eval mode, whatever device trained it. With
+        ``max_epochs=0`` it is left as it is and 0 is returned.
         """
         from calf_forecaster.data import WindowDataset, split_for_validation
         from calf_forecaster.training import train_calf
 
-        scaled = [a if scaler is None else scaler.transform(a) for a in arrays]
+        training_config = self._training_config()  # validates the recipe even for 0 epochs
         validation_size = self._validation_size()
-        training_config = self._training_config()
+        if self._max_epochs() == 0:
+            logger.info("max_epochs=0: the network keeps its current weights.")
+            network.to("cpu").eval()
+            return 0
+        # copies: pandas may hand out read-only arrays, which torch tensors must not wrap
+        scaled = [np.array(a) if scaler is None else scaler.transform(a) for a in arrays]
+        val_series: list[np.ndarray] = []
+        train_series = scaled
         if validation_size:
             train_series, val_series = split_for_validation(
                 scaled, validation_size, self.seq_len, pred_len
             )
-        else:
-            train_series, val_series = scaled, []
+            if not val_series:
+                logger.warning(
+                    "validation_size=%r leaves no series long enough for a validation "
+                    "window; training %d epochs without early stopping.",
+                    validation_size,
+                    training_config.max_epochs,
+                )
         train_data = WindowDataset(train_series, self.seq_len, pred_len)
         val_data = WindowDataset(val_series, self.seq_len, pred_len) if val_series else None
-        if val_data is not None and len(val_data) == 0:
-            val_data = None
-        if validation_size and val_data is None:
-            logger.warning(
-                "validation_size=%r leaves no validation window; training for "
-                "max_epochs=%d without early stopping.",
-                validation_size,
-                training_config.max_epochs,
-            )
         logger.info(
             "Training CALF on %d windows (%d validation) from %d series.",
             len(train_data),
             0 if val_data is None else len(val_data),
             len(arrays),
         )
-        if training_config.max_epochs > 0:
-            train_calf(
-                network,
-                train_data,
-                val_data,
-                training_config,
-                trainer_kwargs=dict(self.trainer_kwargs or {}),
-            )
-        network.to("cpu")
-        network.eval()
+        network.train()  # a fitted or pretrained network is stored in eval mode
+        train_calf(
+            network,
+            train_data,
+            val_data,
+            training_config,
+            trainer_kwargs=dict(self.trainer_kwargs or {}),
+        )
+        network.to("cpu").eval()
         return len(train_data)
 
     def _forecast_windows(self, context: np.ndarray) -> np.ndarray:
@@ -684,9 +777,10 @@ class CALFForecaster(BaseForecaster):
         try:
             if device != "cpu":
                 network.to(device)
-            forecast = predict_windows(network, x.astype(np.float32), self.batch_size)
+            forecast = predict_windows(network, x, self.batch_size, device=device)
         finally:
-            network.to("cpu")
+            if device != "cpu":
+                network.to("cpu")
         forecast = np.asarray(forecast, dtype=np.float64)
         if scaler is not None:
             forecast = np.stack([scaler.inverse_transform(f) for f in forecast])
@@ -704,34 +798,32 @@ class CALFForecaster(BaseForecaster):
     def _checked_arrays(
         self, series: dict[SeriesKey, pd.DataFrame], min_length: int, what: str
     ) -> list[np.ndarray]:
-        """Return the float64 values of every series, refusing bad or short ones."""
+        """Return the float64 (T, M) values of every series, refusing bad or short ones.
+
+        Raises ``TypeError`` for non-numeric columns, ``ValueError`` for NaN or infinite
+        values and for series shorter than ``min_length``.
+        """
         from calf_forecaster.data import check_values
 
         arrays = []
         for key, frame in series.items():
-            non_numeric = [
-                c for c, t in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(t)
-            ]
-            if non_numeric:
-                raise ValueError(
-                    f"CALFForecaster needs numeric columns, but column(s) {non_numeric} "
-                    f"of y{_describe(key)} are not."
-                )
-            values = frame.to_numpy(dtype=np.float64)
-            check_values(values, f"y{_describe(key)}")
+            values = check_values(frame.to_numpy(), f"y{_describe(key)}")
             if len(values) < min_length:
+                horizon = min_length - self.seq_len
                 raise ValueError(
                     f"y{_describe(key)} has {len(values)} time points, but {what} needs "
                     f"at least {min_length} (seq_len={self.seq_len}"
-                    + ("" if what == "predict" else " plus the forecasting horizon")
+                    + (f" + {horizon} steps of horizon after the series' end" if horizon else "")
                     + "). CALFForecaster does not pad short series: use a shorter "
                     "seq_len or horizon, or a longer series."
                 )
             arrays.append(values)
         return arrays
 
-    def _check_same_columns(self, y) -> None:
-        """Raise ValueError if ``y`` does not have the columns seen in ``fit``."""
+    def _check_update_data(self, y, update_params: bool) -> None:
+        """Refuse ``y`` for ``update`` if its columns, values or lengths do not fit the model."""
+        from sktime.datatypes import convert_to
+
         valid, _, metadata = check_is_scitype(
             y,
             scitype=["Series", "Panel", "Hierarchical"],
@@ -748,6 +840,23 @@ class CALFForecaster(BaseForecaster):
                 f"CALFForecaster was fitted on columns {expected}. Pass the same columns "
                 "in the same order (the network is causal across columns), or refit."
             )
+        inner = convert_to(y, to_type=self.get_tag("y_inner_mtype"), as_scitype=metadata["scitype"])
+        new_series = _split_series(inner)
+        self._checked_arrays(new_series, min_length=0, what="update")
+        # a series new to the panel must be long enough to forecast (and to train on)
+        history = _split_series(self._cur_y)
+        required = self.seq_len + (self.pred_len_ if update_params else 0)
+        for key, frame in new_series.items():
+            seen = history.get(key)
+            length = len(frame.index if seen is None else seen.index.union(frame.index))
+            if length < required:
+                raise ValueError(
+                    f"After this update, y{_describe(key)} would have {length} time points, "
+                    f"but CALFForecaster needs at least {required} per series "
+                    f"(seq_len={self.seq_len}"
+                    + (" plus the horizon, to train" if update_params else ", to forecast")
+                    + "). Pass a longer series."
+                )
 
     def _relative_steps(
         self, fh: ForecastingHorizon, series: dict[SeriesKey, pd.DataFrame]
@@ -795,28 +904,69 @@ class CALFForecaster(BaseForecaster):
             "n_heads": 4,
             "n_prototypes": 8,
             "encoder_ff_dim": 16,
-            "batch_size": 16,
-            "max_epochs": 1,
+            "batch_size": 64,  # one optimiser step per epoch on sktime's test series
             "trainer_kwargs": {"enable_progress_bar": False, "logger": False},
             "random_state": 0,
         }
         return [
-            {**common, "seq_len": 4, "validation_size": 0},
+            # trains one epoch, with early stopping on a held-out end of each series
+            {**common, "seq_len": 4, "max_epochs": 1, "patience": 1, "validation_size": 0.2},
+            # untrained, randomly initialised backbone, no scaling: the forecasting path
             {
                 **common,
                 "seq_len": 5,
                 "n_layers": 1,
+                "pretrained": False,
                 "lora_r": 2,
                 "scale": False,
-                "loss": "smooth_l1",
-                "max_epochs": 2,
-                "patience": 1,
-                "validation_size": 0.2,
+                "max_epochs": 0,
+                "validation_size": 0,
             },
         ]
 
 
-# --------------------------------------------------------------------- functions
+# ------------------------------------------------------------------ pickling networks
+
+
+class _SavedNetwork:
+    """Picklable stand-in for a CALF network: the files written by ``save_calf``.
+
+    Parameters
+    ----------
+    files : dict of str to bytes
+        File name -> content of the saved-model directory.
+    """
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    @classmethod
+    def from_module(cls, network: nn.Module) -> _SavedNetwork:
+        """Save ``network`` with :func:`~calf_forecaster.persistence.save_calf`, keep the bytes."""
+        import tempfile
+        from pathlib import Path
+
+        from calf_forecaster.persistence import save_calf
+
+        with tempfile.TemporaryDirectory(prefix="calf-pickle-") as directory:
+            save_calf(network, directory)
+            return cls({p.name: p.read_bytes() for p in Path(directory).iterdir()})
+
+    def to_module(self) -> nn.Module:
+        """Rebuild the network with :func:`~calf_forecaster.persistence.load_calf` (CPU, eval)."""
+        import tempfile
+        from pathlib import Path
+
+        from calf_forecaster.persistence import load_calf
+
+        with tempfile.TemporaryDirectory(prefix="calf-unpickle-") as directory:
+            for name, content in self.files.items():
+                (Path(directory) / name).write_bytes(content)
+            network, _ = load_calf(directory)
+        return network
+
+
+# --------------------------------------------------------------- series and horizons
 
 
 def _describe(key: SeriesKey) -> str:
@@ -851,6 +1001,8 @@ def _join_series(
 
 def _series_cutoff(time_index: pd.Index, global_cutoff: pd.Index) -> pd.Index:
     """Return the last time point of one series as a one-element index with a freq."""
+    if len(global_cutoff) == 1 and time_index[-1] == global_cutoff[0]:
+        return global_cutoff
     cutoff = time_index[-1:]
     freq = getattr(global_cutoff, "freq", None)
     if freq is not None and hasattr(cutoff, "freq") and not isinstance(cutoff, pd.PeriodIndex):

@@ -169,8 +169,10 @@ def train_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
         "max_epochs": training_config.max_epochs, "logger": False, "enable_checkpointing": False,
         "enable_model_summary": False, "num_sanity_val_steps": 0, "deterministic": False,
     }
+    if val_loader is None:
+        defaults["limit_val_batches"] = 0  # nothing to validate: no empty validation loop
     trainer = pl.Trainer(**{**defaults, **options, "callbacks": callbacks})
-    module = CALFLightningModule(model, training_config)
+    module = CALFLightningModule(model.train(), training_config)
     trainer.fit(module, train_loader, val_loader)
     return model.eval()
 
