@@ -137,6 +137,10 @@ def load_backbone(config: CALFConfig) -> nn.Module:
             f"{config.backbone!r}; set n_layers <= {depth}"
         )
     hf_config.num_hidden_layers = config.n_layers  # build only the first K blocks
+    if getattr(hf_config, "activation_function", None) == "gelu_new":
+        # The same tanh-approximated GELU as one fused kernel (max difference ~5e-7): training
+        # keeps one saved tensor per block instead of ~5, the ECL shape's peak memory drops ~5 GB.
+        hf_config.activation_function = "gelu_pytorch_tanh"
     if config.pretrained:
         try:
             model = AutoModel.from_pretrained(location, config=hf_config, **options)

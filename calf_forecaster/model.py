@@ -12,14 +12,15 @@ Data flow (``calf-method.md`` §1): instance normalisation -> variate tokens (B,
 cross-modal match module -> temporal branch (LLM on ``x_time``) and, in training only, textual branch
 (the same frozen LLM on ``x_text``) -> shared head -> de-normalisation. The two branches share one
 in-memory copy of the frozen backbone: the textual branch runs the same module through
-:func:`torch.func.functional_call` with its own position table, the pre-trained (frozen)
-normalisation weights and no LoRA.
+:func:`torch.func.functional_call` with its own position table and the pre-trained (frozen)
+normalisation weights, with the LoRA layers switched off for that call.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -134,7 +135,23 @@ class LanguageModelBranches(nn.Module):
         self.norm_keys = list(pretrained_norms)
         for index, name in enumerate(self.norm_keys):  # the textual branch's frozen norms
             self.register_buffer(f"text_norm_{index}", pretrained_norms[name])
-        self.lora_b_keys = [name for name, _ in backbone.named_parameters() if ".lora_B." in name]
+        self._lora_layers = [m for m in backbone.modules() if hasattr(m, "_disable_adapters")]
+
+    @contextmanager
+    def _without_lora(self) -> Iterator[None]:
+        """Run the backbone as if no adapter were injected (no LoRA matmuls, no LoRA dropout).
+
+        peft's own switch is ``enable_adapters``, which also flips ``requires_grad``; this flips
+        only the flag its layers read in ``forward`` and always restores it. Pinned by
+        ``test_textual_branch_is_the_pretrained_backbone_with_its_own_positions``.
+        """
+        for layer in self._lora_layers:
+            layer._disable_adapters = True
+        try:
+            yield
+        finally:
+            for layer in self._lora_layers:
+                layer._disable_adapters = False
 
     def _run(self, inputs_embeds: Tensor, overrides: dict[str, Tensor] | None) -> tuple[Tensor, ...]:
         kwargs = {"inputs_embeds": inputs_embeds, "output_hidden_states": True, "return_dict": True}
@@ -152,10 +169,9 @@ class LanguageModelBranches(nn.Module):
                      for index, name in enumerate(self.norm_keys)}
         if self.position_key is not None:
             overrides[self.position_key] = self.text_position_embedding
-        parameters = dict(self.backbone.named_parameters())
-        for name in self.lora_b_keys:  # B = 0: the adapter adds exactly nothing
-            overrides[name] = torch.zeros_like(parameters[name])
-        return _with_residual(self._run(x_text, overrides), x_text)
+        with self._without_lora():
+            hidden_states = self._run(x_text, overrides)
+        return _with_residual(hidden_states, x_text)
 
 
 class ReplacementBranches(nn.Module):

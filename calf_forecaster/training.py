@@ -48,10 +48,13 @@ def build_optimizer(model: CALF, config: TrainingConfig
     optimizer, scheduler
         The scheduler is meant to step once per epoch.
     """
-    optimizer = torch.optim.Adam([
+    groups = [
         {"params": list(model.main_parameters()), "lr": config.learning_rate},
         {"params": list(model.feature_projection_parameters()), "lr": config.feature_learning_rate},
-    ])
+    ]
+    # One fused kernel per step where every parameter lives on a device that has it (CPU, CUDA).
+    fused = all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
+    optimizer = torch.optim.Adam(groups, fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [
         lambda epoch: cosine_factor(epoch, config.learning_rate, config),
         lambda epoch: 1.0,

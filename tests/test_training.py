@@ -69,9 +69,9 @@ def test_one_adam_with_two_groups_equals_the_two_optimisers_of_the_recipe(tiny_g
     theirs = copy.deepcopy(ours)
     config = TrainingConfig(learning_rate=5e-3, feature_learning_rate=1e-3, cosine_t_max=2)
     optimizer, scheduler = build_optimizer(ours, config)
-    main = torch.optim.Adam(list(theirs.main_parameters()), lr=5e-3)
+    main = torch.optim.Adam(list(theirs.main_parameters()), lr=5e-3, fused=True)
     main_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(main, T_max=2, eta_min=1e-8)
-    features = torch.optim.Adam(list(theirs.feature_projection_parameters()), lr=1e-3)
+    features = torch.optim.Adam(list(theirs.feature_projection_parameters()), lr=1e-3, fused=True)
     generator = torch.Generator().manual_seed(1)
     for _ in range(4):  # one step per "epoch" so the cosine schedule moves
         x, y = torch.randn(4, 16, 3, generator=generator), torch.randn(4, 8, 3, generator=generator)
