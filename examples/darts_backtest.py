@@ -32,11 +32,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from calf_forecaster.datasets import ett_split
+
 logger = logging.getLogger("darts_backtest")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = Path(os.environ.get("CALF_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-TRAIN_END, VAL_END, TEST_END = 8640, 11520, 14400  # ETTh* borders: 12 / 4 / 4 months of hours
+_SPLIT = ett_split("ETTh1", seq_len=0)  # the standard 12 / 4 / 4 months of hours
+TRAIN_END, VAL_END, TEST_END = _SPLIT.train[1], _SPLIT.validation[1], _SPLIT.test[1]
 TARGET = "OT"
 
 #: The tiny default: a 2-block, 64-wide GPT-2 architecture with random weights.

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from example_backbone import pretrained_or_random
 
 from calf_forecaster import CALF, CALFConfig, TrainingConfig
-from calf_forecaster.backbone import BackboneNotFoundError, load_backbone, save_backbone_config
 from calf_forecaster.data import ChannelScaler, WindowDataset, sliding_windows
 from calf_forecaster.datasets import ett_split, load_ett
 from calf_forecaster.metrics import mae, mse
@@ -33,33 +30,6 @@ from calf_forecaster.training import predict_windows, seed_everything, train_cal
 
 logger = logging.getLogger("calf_demo")
 REPO_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the hub opens within ``timeout`` seconds."""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def choose_backbone(config: CALFConfig, workdir: Path) -> CALFConfig:
-    """``config`` if its backbone loads; else GPT-2's architecture with random weights (said once)."""
-    if not hub_reachable():  # offline: use the local cache only, fail fast instead of retrying
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        if "huggingface_hub" in sys.modules:
-            import huggingface_hub.constants
-
-            huggingface_hub.constants.HF_HUB_OFFLINE = True
-    try:
-        load_backbone(config.replace(n_layers=1))  # cheap probe: one block
-        return config
-    except BackboneNotFoundError:
-        print(f"[demo] pre-trained '{config.backbone}' weights cannot be fetched (offline, not "
-              f"cached); continuing with the same GPT-2 architecture randomly initialised.")
-        return config.replace(backbone=str(save_backbone_config(workdir / "gpt2-config")),
-                              pretrained=False)
 
 
 def plot_forecast(history: np.ndarray, actual: np.ndarray, forecast: np.ndarray, column: str,
@@ -108,8 +78,9 @@ def main() -> None:
     test_x, test_y = sliding_windows(scaled[slice(*split.test)], args.seq_len, args.pred_len)
 
     with tempfile.TemporaryDirectory() as workdir:
-        config = choose_backbone(CALFConfig(seq_len=args.seq_len, pred_len=args.pred_len,
-                                            backbone=args.backbone), Path(workdir))
+        backbone, pretrained = pretrained_or_random(args.backbone, Path(workdir))
+        config = CALFConfig(seq_len=args.seq_len, pred_len=args.pred_len, backbone=backbone,
+                            pretrained=pretrained)
         recipe = TrainingConfig(max_epochs=args.epochs, seed=args.seed)
         seed_everything(args.seed)
         model = CALF(config)

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+from example_backbone import pretrained_or_random
 
 logger = logging.getLogger("calf_sktime_grid_search")
 REPO_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -39,35 +39,6 @@ def load_ett_frame(data_dir: Path | None, rows: int) -> pd.DataFrame:
     index = pd.DatetimeIndex(table.timestamps, name="date")
     frame = pd.DataFrame(table.values[:rows], index=index[:rows], columns=list(table.columns))
     return frame.asfreq("h")
-
-
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the hub opens within ``timeout`` seconds."""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def choose_backbone(backbone: str, workdir: Path) -> tuple[str, bool]:
-    """``(backbone, True)`` if its weights load, else GPT-2's architecture, random weights."""
-    from calf_forecaster import CALFConfig
-    from calf_forecaster.backbone import BackboneNotFoundError, load_backbone, save_backbone_config
-
-    if not Path(backbone).exists() and not hub_reachable():  # offline: cache only, fail fast
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        if "huggingface_hub" in sys.modules:
-            import huggingface_hub.constants
-
-            huggingface_hub.constants.HF_HUB_OFFLINE = True
-    try:
-        load_backbone(CALFConfig(backbone=backbone, n_layers=1))  # cheap probe: one block
-        return backbone, True
-    except BackboneNotFoundError:
-        logger.warning("pre-trained '%s' weights cannot be fetched (offline, not cached); "
-                       "continuing with GPT-2's architecture randomly initialised", backbone)
-        return str(save_backbone_config(workdir / "gpt2-config")), False
 
 
 def main() -> None:
@@ -101,7 +72,7 @@ def main() -> None:
     y_train, y_test = temporal_train_test_split(y, test_size=args.horizon)
 
     with tempfile.TemporaryDirectory() as workdir:
-        backbone, pretrained = choose_backbone(args.backbone, Path(workdir))
+        backbone, pretrained = pretrained_or_random(args.backbone, Path(workdir))
         forecaster = CALFForecaster(
             backbone=backbone, pretrained=pretrained, n_layers=args.n_layers,
             max_epochs=args.epochs, batch_size=64, validation_size=0.2,

@@ -1,0 +1,482 @@
+"""Speed, peak memory and checkpoint size of CALF on the CPU (full-size GPT-2 architecture).
+
+Measures, for the ETTh1 shape (M=7 variates, L=H=96) and the ECL shape (M=321, L=H=96):
+
+* training windows/s: one step is the real recipe, ``model(x, with_text_branch=True)``,
+  :func:`calf_forecaster.losses.calf_loss`, ``backward`` and the Adam step of
+  :func:`calf_forecaster.training.build_optimizer`, in train mode (dropout on);
+* prediction windows/s: :meth:`CALF.predict` (temporal branch only) in eval mode under
+  ``torch.inference_mode``;
+* peak memory: the peak resident set size (``getrusage`` ``ru_maxrss``) of a fresh process that
+  builds the model and runs one configuration, beside the resident size right after building the
+  model, so that the increment of training itself is visible;
+* checkpoint size: :func:`calf_forecaster.persistence.save_calf` of a model whose backbone is
+  loaded as *pre-trained* (a randomly initialised GPT-2 small written with ``save_pretrained``), so
+  that only the non-backbone state is saved, exactly as for the real ``gpt2``; and, for comparison,
+  of a ``pretrained=False`` model, which must also save its random backbone.
+
+The backbone is GPT-2 small's architecture (``save_backbone_config``) with random weights, float32:
+no download is needed. Every configuration runs in its own subprocess, so its peak memory is its
+own. Timings are the median of the timed steps after warm-up steps; the CPU time used by other
+processes during the timed steps is reported, because other work on the machine slows the figures.
+
+Usage::
+
+    python benchmarks/speed.py                  # everything (about 8 minutes on an idle machine)
+    python benchmarks/speed.py --quick          # fewer steps (about 4 minutes)
+    python benchmarks/speed.py --only etth1 --json speed.json
+
+The markdown table goes to stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+SEQ_LEN = PRED_LEN = 96
+OUT_OF_MEMORY_EXIT = 3
+IDLE_FRACTION = 0.1  # the machine counts as idle below 10% CPU use
+
+#: Shapes of the benchmark: variates M and the loss the recipe uses for that data set (spec §3).
+SHAPES: dict[str, dict[str, Any]] = {
+    "etth1": {"n_variates": 7, "loss": "l1"},
+    "ecl": {"n_variates": 321, "loss": "smooth_l1"},
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement, run in a fresh process."""
+
+    shape: str  # key of SHAPES
+    task: str  # "train" or "predict"
+    batch_size: int  # windows per step
+    warmup: int  # untimed steps first
+    steps: int  # timed steps
+
+    @property
+    def label(self) -> str:
+        return f"{self.shape} {self.task} b{self.batch_size}"
+
+
+#: What the authors' implementation measures on this machine (from the issue), and what is required.
+REFERENCE = {
+    ("etth1", "train", 32): {"windows_per_s": 20.0, "required_ratio": 1.7},
+    ("etth1", "train", 256): {"windows_per_s": 20.0, "required_ratio": 1.7, "peak_gb": 7.1,
+                              "required_peak_gb": 4.5},
+    ("etth1", "predict", 256): {"windows_per_s": 52.0, "required_ratio": 3.5},
+    ("ecl", "train", 32): {"windows_per_s": None, "note": "out of memory (at batch 16: 0.81, "
+                           "13 GB)", "required_fit": True},
+    ("ecl", "predict", 32): {"windows_per_s": 1.38},
+}
+
+
+def cases(quick: bool, only: str | None) -> list[Case]:
+    """The measurements to run, fewest steps with ``quick``."""
+    table = [
+        # shape, task, batch, (warmup, steps) full, (warmup, steps) quick
+        ("etth1", "train", 32, (3, 12), (2, 4)),
+        ("etth1", "train", 256, (2, 5), (1, 2)),
+        ("etth1", "predict", 256, (2, 10), (1, 3)),
+        ("ecl", "train", 32, (1, 2), (1, 1)),
+        ("ecl", "predict", 32, (1, 3), (1, 2)),
+    ]
+    return [Case(shape, task, batch, *(fast if quick else full))
+            for shape, task, batch, full, fast in table if only in (None, shape)]
+
+
+# ---------------------------------------------------------------------- measurement (worker side)
+
+
+def _rss_bytes() -> int:
+    """Current resident set size of this process."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds spent by all processes on the machine since boot (from /proc/stat)."""
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _start_memory_watchdog(limit_bytes: int) -> None:
+    """End this process with exit code 3 when its resident size exceeds ``limit_bytes``.
+
+    A configuration that does not fit must not push the machine into its out-of-memory killer,
+    which could end other people's processes; it is reported as "out of memory" instead.
+    """
+
+    def watch() -> None:
+        while True:
+            if _rss_bytes() > limit_bytes:
+                print(json.dumps({"out_of_memory": True, "limit_gb": limit_bytes / GIB,
+                                  "peak_rss_gb": _peak_rss_bytes() / GIB}), flush=True)
+                os._exit(OUT_OF_MEMORY_EXIT)
+            time.sleep(0.25)  # rarely: a busy poller steals the GIL from the timed loop
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _build_model(backbone_dir: str, shape: str, pretrained: bool = False) -> Any:
+    import torch
+
+    from calf_forecaster import CALF, CALFConfig
+
+    torch.manual_seed(0)
+    config = CALFConfig(seq_len=SEQ_LEN, pred_len=PRED_LEN, backbone=backbone_dir,
+                        pretrained=pretrained, loss=SHAPES[shape]["loss"])
+    return CALF(config)
+
+
+def run_case(case: Case, backbone_dir: str) -> dict[str, Any]:
+    """Build the model, run ``case`` and return its figures (called in a fresh process)."""
+    import torch
+
+    from calf_forecaster.config import TrainingConfig
+    from calf_forecaster.losses import calf_loss
+    from calf_forecaster.training import build_optimizer
+
+    rss_start = _rss_bytes()
+    started = time.perf_counter()
+    model = _build_model(backbone_dir, case.shape)
+    build_s = time.perf_counter() - started
+    rss_model = _rss_bytes()
+    peak_build = _peak_rss_bytes()
+
+    n_variates = SHAPES[case.shape]["n_variates"]
+    generator = torch.Generator().manual_seed(1)
+    n_batches = 2  # alternate two batches: no caching effect from reusing one tensor
+    xs = [torch.randn(case.batch_size, SEQ_LEN, n_variates, generator=generator)
+          for _ in range(n_batches)]
+    ys = [torch.randn(case.batch_size, PRED_LEN, n_variates, generator=generator)
+          for _ in range(n_batches)]
+
+    if case.task == "train":
+        model.train()
+        optimizer, _ = build_optimizer(model, TrainingConfig(batch_size=case.batch_size))
+
+        def step(index: int) -> None:
+            x, y = xs[index % n_batches], ys[index % n_batches]
+            optimizer.zero_grad(set_to_none=True)
+            parts = calf_loss(model(x, with_text_branch=True), y, model.config)
+            parts.total.backward()
+            optimizer.step()
+    else:
+        model.eval()
+
+        def step(index: int) -> None:
+            with torch.inference_mode():
+                model.predict(xs[index % n_batches])
+
+    for index in range(case.warmup):
+        step(index)
+    times = []
+    busy_before, own_before = _machine_busy_seconds(), _own_cpu_seconds()
+    timed_started = time.perf_counter()
+    for index in range(case.steps):
+        tick = time.perf_counter()
+        step(case.warmup + index)
+        times.append(time.perf_counter() - tick)
+    timed_wall = time.perf_counter() - timed_started
+    own = _own_cpu_seconds() - own_before
+    others = (_machine_busy_seconds() - busy_before) - own
+    step_s = median(times)
+    return {
+        **asdict(case),
+        "n_variates": n_variates,
+        "windows_per_s": case.batch_size / step_s,
+        "best_windows_per_s": case.batch_size / min(times),
+        "step_s": step_s,
+        "step_times_s": times,
+        "peak_rss_gb": _peak_rss_bytes() / GIB,
+        "model_rss_gb": rss_model / GIB,
+        "interpreter_rss_gb": rss_start / GIB,
+        "build_peak_rss_gb": peak_build / GIB,
+        "increment_gb": (_peak_rss_bytes() - rss_model) / GIB,
+        "build_s": build_s,
+        "cpu_s_per_step": own / case.steps,
+        "other_processes_cores": max(others, 0.0) / timed_wall,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_checkpoint(backbone_config_dir: str, workdir: str) -> dict[str, Any]:
+    """Checkpoint sizes of ``save_calf`` for a pre-trained-style and a random backbone."""
+    import torch
+    from transformers import GPT2Config, GPT2Model
+
+    from calf_forecaster import CALF, CALFConfig
+    from calf_forecaster.persistence import save_calf
+
+    def size(directory: Path) -> int:
+        return sum(path.stat().st_size for path in directory.iterdir() if path.is_file())
+
+    root = Path(workdir)
+    torch.manual_seed(0)
+    gpt2_dir = root / "random-gpt2-small"  # stands in for the real "gpt2": 12 blocks, 124M params
+    GPT2Model(GPT2Config()).save_pretrained(gpt2_dir)
+    pretrained = CALF(CALFConfig(seq_len=SEQ_LEN, pred_len=PRED_LEN, backbone=str(gpt2_dir)))
+    save_calf(pretrained, root / "calf-pretrained")
+    n_trainable = sum(p.numel() for p in pretrained.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in pretrained.parameters())
+    del pretrained
+    random_model = _build_model(backbone_config_dir, "etth1", pretrained=False)
+    save_calf(random_model, root / "calf-random")
+    return {
+        "pretrained_backbone_mb": size(root / "calf-pretrained") / MIB,
+        "random_backbone_mb": size(root / "calf-random") / MIB,
+        "hf_backbone_mb": size(gpt2_dir) / MIB,
+        "trainable_parameters": n_trainable,
+        "total_parameters": n_total,
+    }
+
+
+def _worker(arguments: dict[str, Any]) -> None:
+    if arguments.get("memory_limit_gb"):
+        _start_memory_watchdog(int(arguments["memory_limit_gb"] * GIB))
+    if arguments["job"] == "prepare":  # fills the prototype cache, so no case pays for the SVD
+        started = time.perf_counter()
+        _build_model(arguments["backbone"], "etth1")
+        result: dict[str, Any] = {"prepare_s": time.perf_counter() - started}
+    elif arguments["job"] == "checkpoint":
+        result = run_checkpoint(arguments["backbone"], arguments["workdir"])
+    else:
+        result = run_case(Case(**arguments["case"]), arguments["backbone"])
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------------- orchestration (parent side)
+
+
+def _machine_busy_fraction(seconds: float = 3.0) -> float:
+    """Fraction of the machine's CPU time in use over ``seconds``."""
+    before, started = _machine_busy_seconds(), time.perf_counter()
+    time.sleep(seconds)
+    return (_machine_busy_seconds() - before) / ((time.perf_counter() - started) * os.cpu_count())
+
+
+def wait_for_idle(timeout: float) -> float:
+    """Wait up to ``timeout`` seconds for the machine to be idle; return the last busy fraction."""
+    deadline = time.monotonic() + timeout
+    busy = _machine_busy_fraction()
+    while busy >= IDLE_FRACTION and time.monotonic() < deadline:
+        busy = _machine_busy_fraction()
+    return busy
+
+
+def _spawn(arguments: dict[str, Any], environment: dict[str, str]) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(arguments)],
+        env=environment, capture_output=True, text=True,
+    )
+    if completed.returncode == OUT_OF_MEMORY_EXIT:
+        return {**arguments.get("case", {}), **json.loads(completed.stdout.strip().splitlines()[-1])}
+    if completed.returncode != 0:
+        raise RuntimeError(f"worker {arguments} failed with exit code {completed.returncode}:\n"
+                           f"{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures depend on: CPU, cores, memory, library versions, threads, commit."""
+    import peft
+    import torch
+    import transformers
+
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                                text=True, cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        commit = ""
+    import calf_forecaster
+
+    return {
+        "package": str(Path(calf_forecaster.__file__).parent),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "memory_gb": round(memory_gb, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "commit": commit,
+        "load_average": os.getloadavg(),
+    }
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    return f"{value / reference:.2f}x" if value and reference else "-"
+
+
+def _verdict(result: dict[str, Any], reference: dict[str, Any]) -> str:
+    """'yes' / 'NO' against the required ratio and peak memory, '-' where nothing is required."""
+    checks = []
+    if result.get("out_of_memory"):
+        return "NO (out of memory)"
+    if reference.get("required_ratio"):
+        checks.append(result["windows_per_s"]
+                      >= reference["required_ratio"] * reference["windows_per_s"])
+    if reference.get("required_peak_gb"):
+        checks.append(result["peak_rss_gb"] <= reference["required_peak_gb"])
+    if reference.get("required_fit"):
+        checks.append(True)  # it ran below the memory limit
+    return "-" if not checks else ("yes" if all(checks) else "NO")
+
+
+def markdown(results: list[dict[str, Any]], checkpoint: dict[str, Any] | None,
+             machine: dict[str, Any]) -> str:
+    """The results as markdown tables (figures, then checkpoint, then machine)."""
+    lines = [
+        "| shape | task | batch | windows/s | authors' windows/s | ratio | required | met "
+        "| peak RSS GB | after build GB | increment GB | CPU s/step | others' load (cores) |",
+        "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        reference = REFERENCE.get((r["shape"], r["task"], r["batch_size"]), {})
+        required = []
+        if reference.get("required_ratio"):
+            required.append(f">= {reference['required_ratio']}x")
+        if reference.get("required_peak_gb"):
+            required.append(f"peak <= {reference['required_peak_gb']} GB")
+        if reference.get("required_fit"):
+            required.append("fits in memory")
+        authors = reference.get("windows_per_s") or reference.get("note", "-")
+        head = (f"| {r['shape']} (M={SHAPES[r['shape']]['n_variates']}) | {r['task']} "
+                f"| {r['batch_size']} ")
+        if r.get("out_of_memory"):
+            lines.append(head + f"| out of memory (> {r['limit_gb']:.1f} GB) | {authors} | - "
+                         f"| {', '.join(required) or '-'} | {_verdict(r, reference)} "
+                         f"| > {r['limit_gb']:.1f} | - | - | - | - |")
+            continue
+        lines.append(
+            head + f"| {r['windows_per_s']:.2f} | {authors} "
+            f"| {_ratio(r['windows_per_s'], reference.get('windows_per_s'))} "
+            f"| {', '.join(required) or '-'} | {_verdict(r, reference)} | {r['peak_rss_gb']:.2f} "
+            f"| {r['model_rss_gb']:.2f} | {r['increment_gb']:.2f} | {r['cpu_s_per_step']:.2f} "
+            f"| {r['other_processes_cores']:.2f} |"
+        )
+    if checkpoint:
+        lines += [
+            "",
+            "| checkpoint (`save_calf`) | size MB |",
+            "|---|---:|",
+            f"| pre-trained backbone (only non-backbone state saved) "
+            f"| {checkpoint['pretrained_backbone_mb']:.1f} |",
+            f"| random backbone (`pretrained=False`: the backbone is saved too) "
+            f"| {checkpoint['random_backbone_mb']:.1f} |",
+            f"| for comparison: the GPT-2 small backbone itself (`save_pretrained`) "
+            f"| {checkpoint['hf_backbone_mb']:.1f} |",
+            "",
+            f"Parameters: {checkpoint['total_parameters'] / 1e6:.2f}M in memory, "
+            f"{checkpoint['trainable_parameters'] / 1e6:.2f}M trainable.",
+        ]
+    lines += [
+        "",
+        f"Machine: {machine['cpu']}, {machine['usable_cores']} cores, {machine['memory_gb']} GiB; "
+        f"Python {machine['python']}, torch {machine['torch']} ({machine['cpu_capability']}, "
+        f"{machine['torch_threads']} threads), transformers {machine['transformers']}, "
+        f"peft {machine['peft']}; calf_forecaster from {machine['package']}, "
+        f"commit {machine['commit'] or '?'}.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer warm-up and timed steps")
+    parser.add_argument("--only", choices=sorted(SHAPES), help="run one shape only")
+    parser.add_argument("--no-checkpoint", action="store_true",
+                        help="skip the checkpoint-size measurement")
+    parser.add_argument("--json", type=Path, help="also write all figures to this JSON file")
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                        help="before each measurement wait up to SECONDS for the machine to be "
+                             "idle (other processes slow every figure down)")
+    parser.add_argument("--memory-limit-gb", type=float, default=None,
+                        help="report a configuration as out of memory above this resident size "
+                             "(default: physical memory minus 1.5 GB)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker(json.loads(args.worker))
+        return 0
+
+    machine = machine_info()
+    memory_limit_gb = args.memory_limit_gb or machine["memory_gb"] - 1.5
+    results: list[dict[str, Any]] = []
+    checkpoint = None
+    with tempfile.TemporaryDirectory(prefix="calf-speed-") as workdir:
+        from calf_forecaster.backbone import save_backbone_config
+
+        backbone = str(save_backbone_config(Path(workdir) / "gpt2-config"))
+        environment = {**os.environ, "CALF_FORECASTER_CACHE": str(Path(workdir) / "cache")}
+        print("preparing (word prototypes of the random backbone)", file=sys.stderr, flush=True)
+        _spawn({"job": "prepare", "backbone": backbone}, environment)
+        for case in cases(args.quick, args.only):
+            if args.wait_idle:
+                busy = wait_for_idle(args.wait_idle)
+                print(f"machine busy {busy:.0%} before {case.label}", file=sys.stderr, flush=True)
+            print(f"measuring {case.label} ({case.warmup} warm-up + {case.steps} timed steps)",
+                  file=sys.stderr, flush=True)
+            result = _spawn({"job": "case", "case": asdict(case), "backbone": backbone,
+                             "memory_limit_gb": memory_limit_gb}, environment)
+            if result.get("out_of_memory"):
+                print(f"  out of memory (> {memory_limit_gb:.1f} GB)", file=sys.stderr, flush=True)
+            else:
+                print(f"  {result['windows_per_s']:.2f} windows/s, peak "
+                      f"{result['peak_rss_gb']:.2f} GB, others' load "
+                      f"{result['other_processes_cores']:.2f} cores", file=sys.stderr, flush=True)
+            results.append(result)
+        if not args.no_checkpoint:
+            print("measuring checkpoint sizes", file=sys.stderr, flush=True)
+            checkpoint = _spawn({"job": "checkpoint", "backbone": backbone, "workdir": workdir},
+                                environment)
+    table = markdown(results, checkpoint, machine)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "results": results,
+                                         "checkpoint": checkpoint, "quick": args.quick,
+                                         "memory_limit_gb": memory_limit_gb}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
