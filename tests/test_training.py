@@ -90,13 +90,20 @@ def test_one_adam_with_two_groups_equals_the_two_optimisers_of_the_recipe(tiny_g
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
 
 
-def test_loss_falls_and_validation_runs_in_eval_mode(tiny_gpt2, ett_windows) -> None:
-    seed_everything(0)
-    model = CALF(tiny_config(tiny_gpt2))
+def _train_with_history(backbone, windows, seed: int, **recipe: object) -> tuple[CALF, History]:
+    """A tiny CALF trained on the ETTh1 windows with validation, and its recorded history."""
+    seed_everything(seed)
+    model = CALF(tiny_config(backbone))
     history = History()
-    config = TrainingConfig(batch_size=32, max_epochs=4, patience=10, learning_rate=1e-3, seed=0)
-    train_calf(model, ett_windows["train"], ett_windows["validation"], config,
+    config = TrainingConfig(batch_size=32, seed=seed, **recipe)
+    train_calf(model, windows["train"], windows["validation"], config,
                {**QUIET, "callbacks": [history]})
+    return model, history
+
+
+def test_loss_falls_and_validation_runs_in_eval_mode(tiny_gpt2, ett_windows) -> None:
+    model, history = _train_with_history(tiny_gpt2, ett_windows, seed=0, max_epochs=4,
+                                         patience=10, learning_rate=1e-3)
     assert len(history.train_loss) == 4
     assert history.train_loss[-1] < 0.8 * history.train_loss[0]
     assert history.validation_modes == {False}
@@ -116,12 +123,8 @@ def test_same_seed_same_forecasts_and_other_seed_differs(tiny_gpt2, ett_windows)
 
 
 def test_early_stopping_restores_the_best_epoch(tiny_gpt2, ett_windows) -> None:
-    seed_everything(1)
-    model = CALF(tiny_config(tiny_gpt2))
-    history = History()
-    config = TrainingConfig(batch_size=32, max_epochs=6, patience=2, learning_rate=3e-2, seed=1)
-    train_calf(model, ett_windows["train"], ett_windows["validation"], config,
-               {**QUIET, "callbacks": [history]})
+    model, history = _train_with_history(tiny_gpt2, ett_windows, seed=1, max_epochs=6,
+                                         patience=2, learning_rate=3e-2)
     x = torch.stack([ett_windows["validation"][i][0] for i in range(len(ett_windows["validation"]))])
     y = torch.stack([ett_windows["validation"][i][1] for i in range(len(ett_windows["validation"]))])
     final = float(((torch.as_tensor(predict_windows(model, x)) - y) ** 2).mean())
