@@ -732,8 +732,7 @@ class CALFForecaster(BaseForecaster):
             logger.info("max_epochs=0: the network keeps its current weights.")
             network.to("cpu").eval()
             return 0
-        # copies: pandas may hand out read-only arrays, which torch tensors must not wrap
-        scaled = [np.array(a) if scaler is None else scaler.transform(a) for a in arrays]
+        scaled = arrays if scaler is None else [scaler.transform(a) for a in arrays]
         val_series: list[np.ndarray] = []
         train_series = scaled
         if validation_size:
@@ -755,7 +754,6 @@ class CALFForecaster(BaseForecaster):
             0 if val_data is None else len(val_data),
             len(arrays),
         )
-        network.train()  # a fitted or pretrained network is stored in eval mode
         train_calf(
             network,
             train_data,
@@ -771,7 +769,7 @@ class CALFForecaster(BaseForecaster):
         from calf_forecaster.training import predict_windows
 
         scaler = self.scaler_
-        x = context if scaler is None else np.stack([scaler.transform(c) for c in context])
+        x = context if scaler is None else scaler.transform(context)  # (N, L, M)
         device = self._inference_device()
         network = self.network_
         try:
@@ -783,7 +781,7 @@ class CALFForecaster(BaseForecaster):
                 network.to("cpu")
         forecast = np.asarray(forecast, dtype=np.float64)
         if scaler is not None:
-            forecast = np.stack([scaler.inverse_transform(f) for f in forecast])
+            forecast = scaler.inverse_transform(forecast)  # (N, H, M)
         return forecast
 
     def _inference_device(self) -> str:
