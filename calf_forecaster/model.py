@@ -121,8 +121,9 @@ class LanguageModelBranches(nn.Module):
 
     def __init__(self, backbone: nn.Module, family: BackboneFamily, config: CALFConfig) -> None:
         super().__init__()
+        norm_names = set(norm_parameter_names(backbone))
         pretrained_norms = {name: p.detach().clone() for name, p in backbone.named_parameters()
-                            if name in set(norm_parameter_names(backbone))}
+                            if name in norm_names}
         backbone = add_lora(backbone, config, family)
         apply_trainable_policy(backbone, family)
         self.backbone = backbone
