@@ -187,8 +187,7 @@ class _CALFModule(PLForecastingModule):
         :func:`calf_forecaster.training.build_optimizer`); a given ``lr_scheduler_cls`` is
         configured as darts configures it and applies to both groups.
         """
-        feature_ids = {id(p) for p in self.calf.feature_projection_parameters()}
-        main = [p for p in self.parameters() if p.requires_grad and id(p) not in feature_ids]
+        main = list(self.calf.main_parameters())  # the core's split of the trainable weights
         features = [p for p in self.calf.feature_projection_parameters() if p.requires_grad]
         lr = self.optimizer_kwargs.get("lr", REFERENCE_LEARNING_RATE)
         if self.cosine_t_max is None:
