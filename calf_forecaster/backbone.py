@@ -235,3 +235,37 @@ def as_tensor_dict(module: nn.Module, names: list[str]) -> dict[str, torch.Tenso
     """Detached clones of the named parameters of ``module``."""
     parameters = dict(module.named_parameters())
     return {name: parameters[name].detach().clone() for name in names}
+
+
+# transformers (5.x) collects hidden states with forward hooks that it installs at a model's first
+# forward, as local functions that pickle cannot store, and finds through a process-wide registry
+# filled by ``PreTrainedModel.__init__``, which unpickling does not run. The two functions below
+# keep models that hold a backbone picklable; ``tests/test_model.py`` pins them.
+_CAPTURING_HOOK_PREFIX = "install_output_capuring_hook."  # sic: transformers' spelling
+_CAPTURING_HOOKS_FLAG = "_output_capturing_hooks_installed"
+
+
+def drop_output_capturing_hooks(module: nn.Module) -> None:
+    """Remove transformers' hidden-state hooks from ``module``; they return at the next forward."""
+    for submodule in module.modules():
+        for hooks in (submodule._forward_hooks, submodule._forward_pre_hooks):
+            for key in [key for key, hook in hooks.items()
+                        if getattr(hook, "__qualname__", "").startswith(_CAPTURING_HOOK_PREFIX)]:
+                del hooks[key]
+        submodule.__dict__.pop(_CAPTURING_HOOKS_FLAG, None)
+
+
+def register_output_capturing(module: nn.Module) -> None:
+    """Register the output-capture specification of every transformers model inside ``module``.
+
+    Needed after unpickling in a process that never constructed a model of the same class;
+    a no-op with transformers versions without that registry.
+    """
+    try:
+        from transformers import PreTrainedModel
+        from transformers.utils.output_capturing import _CAN_RECORD_REGISTRY
+    except ImportError:
+        return
+    for submodule in module.modules():
+        if isinstance(submodule, PreTrainedModel):
+            _CAN_RECORD_REGISTRY[submodule] = submodule._can_record_outputs

@@ -33,9 +33,11 @@ from calf_forecaster.backbone import (
     add_lora,
     apply_trainable_policy,
     backbone_family,
+    drop_output_capturing_hooks,
     load_backbone,
     max_variates,
     norm_parameter_names,
+    register_output_capturing,
 )
 from calf_forecaster.config import CALFConfig
 from calf_forecaster.prototypes import cached_word_prototypes, embedding_fingerprint
@@ -324,6 +326,20 @@ class CALF(nn.Module):
         return self.forward(x, with_text_branch=False).forecast
 
     # ------------------------------------------------------------------ parameters and state
+
+    def __getstate__(self) -> dict[str, object]:
+        """Make the model picklable (``torch.save(model)``, ``ddp_spawn``, multiprocessing).
+
+        transformers' lazily installed hidden-state hooks are dropped first (see
+        :func:`~calf_forecaster.backbone.drop_output_capturing_hooks`); they are reinstalled at the
+        next forward, so this changes no computation.
+        """
+        drop_output_capturing_hooks(self)
+        return super().__getstate__()
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        super().__setstate__(state)
+        register_output_capturing(self)  # a fresh process has not registered the backbone's class
 
     def feature_projection_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the feature projections (the second optimiser of §4)."""

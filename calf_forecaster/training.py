@@ -87,14 +87,16 @@ class CALFLightningModule(pl.LightningModule):
         parts = calf_loss(self.model(x, with_text_branch=True), y, self.model.config)
         self.log_dict({"train_loss": parts.total, "train_supervised": parts.supervised,
                        "train_output": parts.output, "train_feature": parts.feature},
-                      on_step=False, on_epoch=True, batch_size=x.shape[0])
+                      on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return parts.total
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         forecast = self.model.predict(x)[..., -y.shape[-1]:]
+        # Batch-size-weighted mean over every window, averaged over processes under DDP, so that
+        # early stopping and the restored best epoch agree on every rank.
         self.log(VALIDATION_METRIC, F.mse_loss(forecast, y), on_epoch=True, prog_bar=True,
-                 batch_size=x.shape[0])  # batch-size-weighted mean: exact over all windows
+                 batch_size=x.shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer, scheduler = build_optimizer(self.model, self.training_config)
@@ -156,11 +158,10 @@ def train_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
         The trained model (best validation epoch restored when validating).
     """
     seed_everything(training_config.seed)
-    generator = torch.Generator()
-    if training_config.seed is not None:
-        generator.manual_seed(training_config.seed)
+    # Shuffling draws from the seeded global generator: a DataLoader holding its own
+    # torch.Generator cannot be sent to ``ddp_spawn`` workers (torch's shared-memory pickling).
     train_loader = DataLoader(train_dataset, batch_size=training_config.batch_size, shuffle=True,
-                              generator=generator, drop_last=False)
+                              drop_last=False)
     val_loader = (DataLoader(val_dataset, batch_size=training_config.batch_size)
                   if val_dataset is not None and len(val_dataset) > 0 else None)
     options: dict[str, Any] = dict(trainer_kwargs or {})

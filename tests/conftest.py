@@ -21,7 +21,7 @@ def _isolated_prototype_cache(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("CALF_FORECASTER_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-def save_tiny_gpt2(directory: Path, seed: int = 0, **overrides: int) -> Path:
+def save_tiny_gpt2(directory: Path, seed: int = 0, **overrides: float) -> Path:
     """A 2-block, 32-wide GPT-2 with random weights, saved with ``save_pretrained``."""
     import torch
     from transformers import GPT2Config, GPT2Model

@@ -186,3 +186,21 @@ def test_backbone_dropout_is_active_in_training(tiny_model: CALF) -> None:
     tiny_model.train()
     dropouts = [m for m in tiny_model.branches.backbone.modules() if isinstance(m, nn.Dropout)]
     assert dropouts and all(m.training for m in dropouts)
+
+
+def test_pickle_after_a_forward_round_trips_and_leaves_the_model_working(tiny_gpt2) -> None:
+    """transformers' lazily installed hooks are local functions; pickling must still work."""
+    import pickle
+
+    torch.manual_seed(0)
+    model = CALF(tiny_config(tiny_gpt2)).eval()
+    x = torch.randn(4, 16, 3)
+    with torch.no_grad():
+        expected = model.predict(x)  # installs the hidden-state hooks
+        restored = pickle.loads(pickle.dumps(model))
+        torch.testing.assert_close(restored.predict(x), expected, rtol=0, atol=0)
+        torch.testing.assert_close(model.predict(x), expected, rtol=0, atol=0)
+        training_output = model.train()(x, with_text_branch=True)  # hidden states still captured
+    assert len(training_output.time_features) == len(training_output.text_features) == 3
+    assert [name for name, p in restored.named_parameters() if p.requires_grad] \
+        == model.trainable_parameter_names()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from calf_forecaster.training import (
     seed_everything,
     train_calf,
 )
-from conftest import tiny_config
+from conftest import save_tiny_gpt2, tiny_config
 
 QUIET = {"enable_progress_bar": False}
 
@@ -158,3 +159,46 @@ def test_trainer_kwargs_reach_lightning_mixed_precision_and_devices(tiny_gpt2, e
     forecast = predict_windows(model, ett_windows["test"][0][:4])
     assert forecast.shape == (4, 8, 7) and np.isfinite(forecast).all()
     assert next(model.parameters()).dtype == torch.float32  # AMP keeps float32 master weights
+
+
+class RecordProcesses(pl.Callback):
+    """Writes one file per training process (the processes of ``ddp_spawn`` share no memory)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        (self.directory / f"rank{trainer.global_rank}-of-{trainer.world_size}").touch()
+
+
+def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(ett_h1, tmp_path) -> None:
+    """Lightning DDP (2 CPU processes, gloo) averages gradients over ranks, so with dropout off
+    two ranks of 8 windows take the same steps as one process with all 16; validation, early
+    stopping and the best-epoch restore run under DDP, and the weights come back to this process."""
+    backbone = save_tiny_gpt2(tmp_path / "no-dropout", resid_pdrop=0.0, embd_pdrop=0.0,
+                              attn_pdrop=0.0)
+    config = tiny_config(backbone, dropout=0.0, lora_dropout=0.0)
+    values = ChannelScaler().fit(ett_h1.to_numpy()[:300]).transform(ett_h1.to_numpy()[:300])
+    train = WindowDataset(values[:16 + 8 + 15], 16, 8)  # 16 windows
+    validation = WindowDataset(values[100:100 + 16 + 8 + 3], 16, 8)  # 4 windows
+    test_x = torch.as_tensor(sliding_windows(values[200:], 16, 8)[0][:10])
+    assert (len(train), len(validation)) == (16, 4)
+
+    def fit(batch_size: int, trainer_kwargs: dict) -> CALF:
+        seed_everything(0)
+        model = CALF(config)
+        training = TrainingConfig(batch_size=batch_size, max_epochs=4, patience=10, seed=0,
+                                  learning_rate=1e-2)
+        return train_calf(model, train, validation, training, {**QUIET, **trainer_kwargs})
+
+    seed_everything(0)
+    initial = predict_windows(CALF(config), test_x)
+    single = predict_windows(fit(16, {}), test_x)
+    processes = tmp_path / "processes"
+    processes.mkdir()
+    distributed = predict_windows(fit(8, {
+        "accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn",
+        "callbacks": [RecordProcesses(processes)]}), test_x)
+    assert sorted(p.name for p in processes.iterdir()) == ["rank0-of-2", "rank1-of-2"]
+    assert np.abs(single - initial).max() > 1e-2  # training moved the forecasts
+    np.testing.assert_allclose(distributed, single, atol=1e-5)
