@@ -18,13 +18,17 @@ Measures, for the ETTh1 shape (M=7 variates, L=H=96) and the ECL shape (M=321, L
 The backbone is GPT-2 small's architecture (``save_backbone_config``) with random weights, float32:
 no download is needed. Every configuration runs in its own subprocess, so its peak memory is its
 own. Timings are the median of the timed steps after warm-up steps; the CPU time used by other
-processes during the timed steps is reported, because other work on the machine slows the figures.
+processes during the timed steps is reported, because other work on the machine slows the figures,
+and so is a matrix-product calibration (:func:`gemm_gflops`) measured in the same process right
+before and after the timed steps, because contention on the host of a virtual machine, invisible
+from inside it, slows them too.
 
 Usage::
 
     python benchmarks/speed.py                  # everything (about 8 minutes on an idle machine)
     python benchmarks/speed.py --quick          # fewer steps (about 4 minutes)
     python benchmarks/speed.py --only etth1 --json speed.json
+    python benchmarks/speed.py --only etth1 --repeat 5   # median and range of 5 runs each
 
 The markdown table goes to stdout; progress goes to stderr.
 """
@@ -145,6 +149,27 @@ def _start_memory_watchdog(limit_bytes: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def gemm_gflops(seconds: float = 1.0) -> float:
+    """Float32 matrix-product speed of this machine now, in GFLOP/s: a calibration figure.
+
+    The product is the one that dominates a batch-32 ETTh1 training step, (224, 768) @ (768, 3072)
+    (GPT-2's MLP input at B*M = 224 tokens). Host contention on a virtual machine lowers it and
+    every speed figure together, so reading both tells a slow machine from slow code.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(224, 768, generator=generator)
+    b = torch.randn(768, 3072, generator=generator)
+    for _ in range(3):
+        torch.mm(a, b)
+    count, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        torch.mm(a, b)
+        count += 1
+    return 2 * 224 * 768 * 3072 * count / elapsed / 1e9
+
+
 def _build_model(backbone_dir: str, shape: str, pretrained: bool = False) -> Any:
     import torch
 
@@ -198,6 +223,7 @@ def run_case(case: Case, backbone_dir: str) -> dict[str, Any]:
 
     for index in range(case.warmup):
         step(index)
+    gemm_before = gemm_gflops()
     times = []
     busy_before, own_before = _machine_busy_seconds(), _own_cpu_seconds()
     timed_started = time.perf_counter()
@@ -208,6 +234,7 @@ def run_case(case: Case, backbone_dir: str) -> dict[str, Any]:
     timed_wall = time.perf_counter() - timed_started
     own = _own_cpu_seconds() - own_before
     others = (_machine_busy_seconds() - busy_before) - own
+    gemm_after = gemm_gflops()
     step_s = median(times)
     return {
         **asdict(case),
@@ -225,6 +252,8 @@ def run_case(case: Case, backbone_dir: str) -> dict[str, Any]:
         "cpu_s_per_step": own / case.steps,
         "other_processes_cores": max(others, 0.0) / timed_wall,
         "threads": torch.get_num_threads(),
+        "gemm_gflops": (gemm_before + gemm_after) / 2,
+        "gemm_gflops_before_after": [gemm_before, gemm_after],
     }
 
 
@@ -343,6 +372,17 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def median_run(case_runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median speed (the lower one of two middles), with every run's speed."""
+    measured = sorted((r for r in case_runs if not r.get("out_of_memory")),
+                      key=lambda r: r["windows_per_s"])
+    if len(measured) < len(case_runs):  # out of memory at least once: report that
+        return next(r for r in case_runs if r.get("out_of_memory"))
+    chosen = measured[(len(measured) - 1) // 2]
+    return {**chosen, "runs_windows_per_s": [r["windows_per_s"] for r in measured],
+            "runs_gemm_gflops": [r["gemm_gflops"] for r in measured]}
+
+
 def _ratio(value: float | None, reference: float | None) -> str:
     return f"{value / reference:.2f}x" if value and reference else "-"
 
@@ -366,9 +406,10 @@ def markdown(results: list[dict[str, Any]], checkpoint: dict[str, Any] | None,
              machine: dict[str, Any]) -> str:
     """The results as markdown tables (figures, then checkpoint, then machine)."""
     lines = [
-        "| shape | task | batch | windows/s | authors' windows/s | ratio | required | met "
-        "| peak RSS GB | after build GB | increment GB | CPU s/step | others' load (cores) |",
-        "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|",
+        "| shape | task | batch | windows/s | runs: min-max | authors' windows/s | ratio "
+        "| required | met | peak RSS GB | after build GB | increment GB | CPU s/step "
+        "| others' load (cores) | GEMM GFLOP/s |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         reference = REFERENCE.get((r["shape"], r["task"], r["batch_size"]), {})
@@ -383,16 +424,19 @@ def markdown(results: list[dict[str, Any]], checkpoint: dict[str, Any] | None,
         head = (f"| {r['shape']} (M={SHAPES[r['shape']]['n_variates']}) | {r['task']} "
                 f"| {r['batch_size']} ")
         if r.get("out_of_memory"):
-            lines.append(head + f"| out of memory (> {r['limit_gb']:.1f} GB) | {authors} | - "
+            lines.append(head + f"| out of memory (> {r['limit_gb']:.1f} GB) | - | {authors} | - "
                          f"| {', '.join(required) or '-'} | {_verdict(r, reference)} "
-                         f"| > {r['limit_gb']:.1f} | - | - | - | - |")
+                         f"| > {r['limit_gb']:.1f} | - | - | - | - | - |")
             continue
+        speeds = r.get("runs_windows_per_s", [])
+        spread = (f"{min(speeds):.2f}-{max(speeds):.2f} ({len(speeds)} runs)"
+                  if len(speeds) > 1 else "-")
         lines.append(
-            head + f"| {r['windows_per_s']:.2f} | {authors} "
+            head + f"| {r['windows_per_s']:.2f} | {spread} | {authors} "
             f"| {_ratio(r['windows_per_s'], reference.get('windows_per_s'))} "
             f"| {', '.join(required) or '-'} | {_verdict(r, reference)} | {r['peak_rss_gb']:.2f} "
             f"| {r['model_rss_gb']:.2f} | {r['increment_gb']:.2f} | {r['cpu_s_per_step']:.2f} "
-            f"| {r['other_processes_cores']:.2f} |"
+            f"| {r['other_processes_cores']:.2f} | {r['gemm_gflops']:.0f} |"
         )
     if checkpoint:
         lines += [
@@ -433,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit-gb", type=float, default=None,
                         help="report a configuration as out of memory above this resident size "
                              "(default: physical memory minus 1.5 GB)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="measure every configuration N times (fresh processes, interleaved) "
+                             "and report the median run with the range")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement
     args = parser.parse_args(argv)
     if args.worker:
@@ -443,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     memory_limit_gb = args.memory_limit_gb or machine["memory_gb"] - 1.5
     results: list[dict[str, Any]] = []
     checkpoint = None
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     with tempfile.TemporaryDirectory(prefix="calf-speed-") as workdir:
         from calf_forecaster.backbone import save_backbone_config
 
@@ -450,21 +499,27 @@ def main(argv: list[str] | None = None) -> int:
         environment = {**os.environ, "CALF_FORECASTER_CACHE": str(Path(workdir) / "cache")}
         print("preparing (word prototypes of the random backbone)", file=sys.stderr, flush=True)
         _spawn({"job": "prepare", "backbone": backbone}, environment)
-        for case in cases(args.quick, args.only):
-            if args.wait_idle:
-                busy = wait_for_idle(args.wait_idle)
-                print(f"machine busy {busy:.0%} before {case.label}", file=sys.stderr, flush=True)
-            print(f"measuring {case.label} ({case.warmup} warm-up + {case.steps} timed steps)",
-                  file=sys.stderr, flush=True)
-            result = _spawn({"job": "case", "case": asdict(case), "backbone": backbone,
-                             "memory_limit_gb": memory_limit_gb}, environment)
-            if result.get("out_of_memory"):
-                print(f"  out of memory (> {memory_limit_gb:.1f} GB)", file=sys.stderr, flush=True)
-            else:
-                print(f"  {result['windows_per_s']:.2f} windows/s, peak "
-                      f"{result['peak_rss_gb']:.2f} GB, others' load "
-                      f"{result['other_processes_cores']:.2f} cores", file=sys.stderr, flush=True)
-            results.append(result)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for repetition in range(args.repeat):  # interleaved, so that drift touches every case
+            for case in cases(args.quick, args.only):
+                if args.wait_idle:
+                    busy = wait_for_idle(args.wait_idle)
+                    print(f"machine busy {busy:.0%} before {case.label}", file=sys.stderr,
+                          flush=True)
+                print(f"measuring {case.label} ({case.warmup} warm-up + {case.steps} timed steps, "
+                      f"run {repetition + 1} of {args.repeat})", file=sys.stderr, flush=True)
+                result = _spawn({"job": "case", "case": asdict(case), "backbone": backbone,
+                                 "memory_limit_gb": memory_limit_gb}, environment)
+                if result.get("out_of_memory"):
+                    print(f"  out of memory (> {memory_limit_gb:.1f} GB)", file=sys.stderr,
+                          flush=True)
+                else:
+                    print(f"  {result['windows_per_s']:.2f} windows/s, peak "
+                          f"{result['peak_rss_gb']:.2f} GB, GEMM {result['gemm_gflops']:.0f} "
+                          f"GFLOP/s, others' load {result['other_processes_cores']:.2f} cores",
+                          file=sys.stderr, flush=True)
+                runs.setdefault(case.label, []).append(result)
+        results = [median_run(case_runs) for case_runs in runs.values()]
         if not args.no_checkpoint:
             print("measuring checkpoint sizes", file=sys.stderr, flush=True)
             checkpoint = _spawn({"job": "checkpoint", "backbone": backbone, "workdir": workdir},
