@@ -8,6 +8,11 @@ optimisation, mixed precision, gradient clipping and DDP working unchanged.
 
 Validation runs in eval mode (Lightning's default; the reference's dropout-on validation is not
 reproduced) and scores the temporal branch's MSE averaged over every window.
+
+Lightning checkpoints (a ``ModelCheckpoint`` callback) hold what :func:`save_calf
+<calf_forecaster.persistence.save_calf>` holds, not the pre-trained backbone's frozen weights, plus
+the optimiser, schedule, early-stopping and best-epoch state, so ``train_calf(..., ckpt_path=...)``
+resumes a run where it stopped.
 """
 
 from __future__ import annotations
@@ -20,16 +25,19 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import Callback, EarlyStopping
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from calf_forecaster.config import TrainingConfig
 from calf_forecaster.losses import calf_loss
 from calf_forecaster.model import CALF
+from calf_forecaster.persistence import BackboneMismatchError
 
 logger = logging.getLogger(__name__)
 
 VALIDATION_METRIC = "val_mse"
+CHECKPOINT_PREFIX = "model."  # CALFLightningModule.model
+FINGERPRINT_KEY = "calf_embedding_fingerprint"
 
 
 def cosine_factor(epoch: int, base_lr: float, config: TrainingConfig) -> float:
@@ -77,6 +85,8 @@ class CALFLightningModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.training_config = training_config
+        # Checkpoints leave out the pre-trained backbone; on_load_checkpoint checks the rest.
+        self.strict_loading = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Temporal-branch forecast (B, H, M) of lookback windows (B, L, M)."""
@@ -97,6 +107,27 @@ class CALFLightningModule(pl.LightningModule):
         # early stopping and the restored best epoch agree on every rank.
         self.log(VALIDATION_METRIC, F.mse_loss(forecast, y), on_epoch=True, prog_bar=True,
                  batch_size=x.shape[0], sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Drop the pre-trained backbone's frozen weights: they are rebuilt from ``backbone``."""
+        dropped = {f"{CHECKPOINT_PREFIX}{key}" for key in self.model.backbone_state_keys}
+        checkpoint["state_dict"] = {key: value for key, value in checkpoint["state_dict"].items()
+                                    if key not in dropped}
+        checkpoint[FINGERPRINT_KEY] = self.model.embedding_fingerprint
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another backbone or one that lacks trained weights."""
+        model = self.model
+        if model.backbone_state_keys and checkpoint.get(FINGERPRINT_KEY) not in (
+                None, model.embedding_fingerprint):
+            raise BackboneMismatchError(
+                f"this checkpoint was trained on a backbone with other word embeddings than "
+                f"{model.config.backbone!r}; build the model on the original backbone")
+        expected = {f"{CHECKPOINT_PREFIX}{key}" for key in model.state_dict()
+                    if key not in model.backbone_state_keys}
+        missing = sorted(expected - checkpoint["state_dict"].keys())
+        if missing:
+            raise KeyError(f"checkpoint does not fit this CALF configuration: missing {missing[:5]}")
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer, scheduler = build_optimizer(self.model, self.training_config)
@@ -121,6 +152,13 @@ class RestoreBestWeights(Callback):
             self.best_state = {k: v.detach().to("cpu", copy=True)
                                for k, v in pl_module.model.portable_state_dict().items()}
 
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in Lightning checkpoints, so that a resumed run still restores the best epoch."""
+        return {"best_score": self.best_score, "best_state": self.best_state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score, self.best_state = state_dict["best_score"], state_dict["best_state"]
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.best_state is not None:
             pl_module.model.load_portable_state_dict(self.best_state)
@@ -136,7 +174,8 @@ def seed_everything(seed: int | None) -> None:
 
 def train_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
                training_config: TrainingConfig,
-               trainer_kwargs: dict[str, Any] | None = None) -> CALF:
+               trainer_kwargs: dict[str, Any] | None = None,
+               ckpt_path: str | None = None) -> CALF:
     """Fit ``model`` in place with Lightning and return it in eval mode.
 
     Parameters
@@ -151,6 +190,10 @@ def train_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
     trainer_kwargs
         Extra ``pytorch_lightning.Trainer`` arguments (``accelerator``, ``devices``, ``precision``,
         ``callbacks`` ...); they override the defaults, and ``callbacks`` are added to CALF's.
+        Checkpointing is on when ``callbacks`` hold a ``ModelCheckpoint``.
+    ckpt_path
+        A Lightning checkpoint of an earlier run of the same model and data to resume from
+        (weights, optimiser, schedule, epoch, early stopping); ``"last"`` as in Lightning.
 
     Returns
     -------
@@ -170,14 +213,15 @@ def train_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
         callbacks += [EarlyStopping(VALIDATION_METRIC, patience=training_config.patience,
                                     mode="min"), RestoreBestWeights()]
     defaults: dict[str, Any] = {
-        "max_epochs": training_config.max_epochs, "logger": False, "enable_checkpointing": False,
+        "max_epochs": training_config.max_epochs, "logger": False,
+        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
         "enable_model_summary": False, "num_sanity_val_steps": 0, "deterministic": False,
     }
     if val_loader is None:
         defaults["limit_val_batches"] = 0  # nothing to validate: no empty validation loop
     trainer = pl.Trainer(**{**defaults, **options, "callbacks": callbacks})
     module = CALFLightningModule(model.train(), training_config)
-    trainer.fit(module, train_loader, val_loader)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
     return model.eval()
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -171,24 +172,36 @@ class RecordProcesses(pl.Callback):
         (self.directory / f"rank{trainer.global_rank}-of-{trainer.world_size}").touch()
 
 
-def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(ett_h1, tmp_path) -> None:
+@pytest.fixture()
+def without_dropout(ett_h1, tmp_path) -> dict[str, object]:
+    """A tiny model with every dropout off (training is then a function of the batches' content),
+    16 training windows, 4 validation windows and 10 test windows of real ETTh1."""
+    backbone = save_tiny_gpt2(tmp_path / "no-dropout", resid_pdrop=0.0, embd_pdrop=0.0,
+                              attn_pdrop=0.0)
+    values = ChannelScaler().fit(ett_h1.to_numpy()[:300]).transform(ett_h1.to_numpy()[:300])
+    setup = {"config": tiny_config(backbone, dropout=0.0, lora_dropout=0.0),
+             "train": WindowDataset(values[:16 + 8 + 15], 16, 8),
+             "validation": WindowDataset(values[100:100 + 16 + 8 + 3], 16, 8),
+             "test": torch.as_tensor(sliding_windows(values[200:], 16, 8)[0][:10]),
+             "training": TrainingConfig(batch_size=16, max_epochs=4, patience=10, seed=0,
+                                        learning_rate=1e-2)}
+    assert (len(setup["train"]), len(setup["validation"])) == (16, 4)
+    return setup
+
+
+def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(without_dropout,
+                                                                    tmp_path) -> None:
     """Lightning DDP (2 CPU processes, gloo) averages gradients over ranks, so with dropout off
     two ranks of 8 windows take the same steps as one process with all 16; validation, early
     stopping and the best-epoch restore run under DDP, and the weights come back to this process."""
-    backbone = save_tiny_gpt2(tmp_path / "no-dropout", resid_pdrop=0.0, embd_pdrop=0.0,
-                              attn_pdrop=0.0)
-    config = tiny_config(backbone, dropout=0.0, lora_dropout=0.0)
-    values = ChannelScaler().fit(ett_h1.to_numpy()[:300]).transform(ett_h1.to_numpy()[:300])
-    train = WindowDataset(values[:16 + 8 + 15], 16, 8)  # 16 windows
-    validation = WindowDataset(values[100:100 + 16 + 8 + 3], 16, 8)  # 4 windows
-    test_x = torch.as_tensor(sliding_windows(values[200:], 16, 8)[0][:10])
-    assert (len(train), len(validation)) == (16, 4)
+    setup = without_dropout
+    config, train, validation, test_x = (setup[k] for k in ("config", "train", "validation",
+                                                            "test"))
 
     def fit(batch_size: int, trainer_kwargs: dict) -> CALF:
         seed_everything(0)
         model = CALF(config)
-        training = TrainingConfig(batch_size=batch_size, max_epochs=4, patience=10, seed=0,
-                                  learning_rate=1e-2)
+        training = dataclasses.replace(setup["training"], batch_size=batch_size)
         return train_calf(model, train, validation, training, {**QUIET, **trainer_kwargs})
 
     seed_everything(0)
@@ -202,3 +215,47 @@ def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(ett_h1, tmp_
     assert sorted(p.name for p in processes.iterdir()) == ["rank0-of-2", "rank1-of-2"]
     assert np.abs(single - initial).max() > 1e-2  # training moved the forecasts
     np.testing.assert_allclose(distributed, single, atol=1e-5)
+
+
+@pytest.mark.parametrize(("learning_rate", "best_epoch"), [(3e-3, 4), (1e-2, 2)])
+def test_lightning_checkpoints_hold_no_backbone_and_resume_where_they_stopped(
+        without_dropout, tmp_path, learning_rate: float, best_epoch: int) -> None:
+    """2 epochs + resume to 4 from the checkpoint = 4 epochs in one go: weights, Adam moments,
+    cosine schedule and epoch continue (best epoch 4), and the best epoch found before the
+    checkpoint is still restored at the end (best epoch 2). The checkpoint holds the trained
+    state only, and refuses a model on another backbone."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from calf_forecaster.persistence import BackboneMismatchError
+
+    setup = without_dropout
+    training = dataclasses.replace(setup["training"], learning_rate=learning_rate)
+
+    def fit(max_epochs: int, callbacks: list, ckpt_path: Path | None = None,
+            config: object = setup["config"]) -> np.ndarray:
+        seed_everything(0)
+        model = train_calf(CALF(config), setup["train"], setup["validation"],
+                           dataclasses.replace(training, max_epochs=max_epochs),
+                           {**QUIET, "callbacks": callbacks},
+                           ckpt_path=None if ckpt_path is None else str(ckpt_path))
+        return predict_windows(model, setup["test"])
+
+    history = History()
+    in_one_go = fit(4, [history])
+    assert int(np.argmin(history.val_mse)) + 1 == best_epoch
+    after_two = fit(2, [ModelCheckpoint(dirpath=tmp_path / "first", save_last=True)])
+    last = tmp_path / "first" / "last.ckpt"
+    resumed = fit(4, [ModelCheckpoint(dirpath=tmp_path / "second")], ckpt_path=last)
+    np.testing.assert_allclose(resumed, in_one_go, atol=1e-5)
+    if best_epoch > 2:
+        assert np.abs(after_two - in_one_go).max() > 1e-3  # the resumed epochs did train
+
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    model = CALF(setup["config"])
+    assert set(checkpoint["state_dict"]) == {f"model.{key}" for key in model.portable_state_dict()}
+    assert checkpoint["epoch"] == 1 and checkpoint["optimizer_states"]
+
+    other = save_tiny_gpt2(tmp_path / "other", seed=1, resid_pdrop=0.0, embd_pdrop=0.0,
+                           attn_pdrop=0.0)
+    with pytest.raises(BackboneMismatchError, match="other word embeddings"):
+        fit(4, [], ckpt_path=last, config=setup["config"].replace(backbone=str(other)))
