@@ -158,16 +158,17 @@ def gemm_gflops(seconds: float = 1.0) -> float:
     """
     import torch
 
+    rows, inner, columns = 224, 768, 3072
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(224, 768, generator=generator)
-    b = torch.randn(768, 3072, generator=generator)
+    a = torch.randn(rows, inner, generator=generator)
+    b = torch.randn(inner, columns, generator=generator)
     for _ in range(3):
         torch.mm(a, b)
     count, started = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - started) < seconds:
         torch.mm(a, b)
         count += 1
-    return 2 * 224 * 768 * 3072 * count / elapsed / 1e9
+    return 2 * rows * inner * columns * count / elapsed / 1e9
 
 
 def _build_model(backbone_dir: str, shape: str, pretrained: bool = False) -> Any:
@@ -482,16 +483,15 @@ def main(argv: list[str] | None = None) -> int:
                              "and report the median run with the range")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.worker:
         _worker(json.loads(args.worker))
         return 0
 
     machine = machine_info()
     memory_limit_gb = args.memory_limit_gb or machine["memory_gb"] - 1.5
-    results: list[dict[str, Any]] = []
     checkpoint = None
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
     with tempfile.TemporaryDirectory(prefix="calf-speed-") as workdir:
         from calf_forecaster.backbone import save_backbone_config
 

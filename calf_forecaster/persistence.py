@@ -41,6 +41,14 @@ class BackboneMismatchError(ValueError):
     """The backbone found at load time is not the one the saved model was trained with."""
 
 
+def has_other_backbone(model: CALF, fingerprint: str | None) -> bool:
+    """Whether ``model``'s pre-trained backbone differs from the one whose embeddings gave
+    ``fingerprint``; always ``False`` where the backbone is saved with the model (random weights,
+    or no LLM) or no fingerprint was recorded."""
+    return bool(model.backbone_state_keys) and fingerprint is not None \
+        and fingerprint != model.embedding_fingerprint
+
+
 def save_calf(model: CALF, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Save ``model`` (config, non-backbone weights, ``metadata``) into ``directory``.
 
@@ -113,8 +121,7 @@ def load_calf(directory: str | Path, map_location: str | torch.device = "cpu",
                          f"{document.get('format_version')})")
     config = CALFConfig.from_dict({**document["config"], **(config_overrides or {})})
     model = CALF(config)
-    if check_backbone and config.pretrained and config.llm_mode == "llm" \
-            and model.embedding_fingerprint != document["embedding_fingerprint"]:
+    if check_backbone and has_other_backbone(model, document["embedding_fingerprint"]):
         raise BackboneMismatchError(
             f"the backbone {config.backbone!r} has other word embeddings than the one this model "
             f"was trained with; point `backbone` at the original (config_overrides) or pass "

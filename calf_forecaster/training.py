@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from calf_forecaster.config import TrainingConfig
 from calf_forecaster.losses import calf_loss
 from calf_forecaster.model import CALF
-from calf_forecaster.persistence import BackboneMismatchError
+from calf_forecaster.persistence import BackboneMismatchError, has_other_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +118,11 @@ class CALFLightningModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another backbone or one that lacks trained weights."""
         model = self.model
-        if model.backbone_state_keys and checkpoint.get(FINGERPRINT_KEY) not in (
-                None, model.embedding_fingerprint):
+        if has_other_backbone(model, checkpoint.get(FINGERPRINT_KEY)):
             raise BackboneMismatchError(
                 f"this checkpoint was trained on a backbone with other word embeddings than "
                 f"{model.config.backbone!r}; build the model on the original backbone")
-        expected = {f"{CHECKPOINT_PREFIX}{key}" for key in model.state_dict()
-                    if key not in model.backbone_state_keys}
+        expected = {f"{CHECKPOINT_PREFIX}{key}" for key in model.portable_state_dict()}
         missing = sorted(expected - checkpoint["state_dict"].keys())
         if missing:
             raise KeyError(f"checkpoint does not fit this CALF configuration: missing {missing[:5]}")
