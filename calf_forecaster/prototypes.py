@@ -20,11 +20,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from calf_forecaster.paths import CACHE_ENV_VAR  # noqa: F401  (re-exported)
+from calf_forecaster.paths import cache_dir as default_cache_dir
+
 logger = logging.getLogger(__name__)
 
 #: Bump when the computation changes, so old cache entries are not reused.
 PROTOTYPE_ALGORITHM_VERSION = 2
-CACHE_ENV_VAR = "CALF_FORECASTER_CACHE"
 
 
 def word_prototypes(embeddings: torch.Tensor, n_prototypes: int) -> torch.Tensor:
@@ -79,12 +81,6 @@ def embedding_fingerprint(embeddings: torch.Tensor) -> str:
     digest.update(f"{tuple(tensor.shape)}|{tensor.dtype}".encode())
     digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
-
-
-def default_cache_dir() -> Path:
-    """``$CALF_FORECASTER_CACHE`` or ``~/.cache/calf_forecaster``."""
-    root = os.environ.get(CACHE_ENV_VAR)
-    return Path(root) if root else Path.home() / ".cache" / "calf_forecaster"
 
 
 def cached_word_prototypes(
