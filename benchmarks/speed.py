@@ -56,7 +56,7 @@ SEQ_LEN = PRED_LEN = 96
 OUT_OF_MEMORY_EXIT = 3
 IDLE_FRACTION = 0.1  # the machine counts as idle below 10% CPU use
 
-#: Shapes of the benchmark: variates M and the loss the recipe uses for that data set (spec §3).
+#: Shapes of the benchmark: variates M and the loss the recipe uses for that data set (docs/method.md §3).
 SHAPES: dict[str, dict[str, Any]] = {
     "etth1": {"n_variates": 7, "loss": "l1"},
     "ecl": {"n_variates": 321, "loss": "smooth_l1"},
@@ -178,8 +178,8 @@ def _build_model(backbone_dir: str, shape: str, pretrained: bool = False) -> Any
 
     torch.manual_seed(0)
     config = CALFConfig(seq_len=SEQ_LEN, pred_len=PRED_LEN, backbone=backbone_dir,
-                        pretrained=pretrained, loss=SHAPES[shape]["loss"])
-    return CALF(config)
+                        pretrained=pretrained)
+    return CALF.from_pretrained(config)
 
 
 def run_case(case: Case, backbone_dir: str) -> dict[str, Any]:
@@ -207,12 +207,13 @@ def run_case(case: Case, backbone_dir: str) -> dict[str, Any]:
 
     if case.task == "train":
         model.train()
-        optimizer, _ = build_optimizer(model, TrainingConfig(batch_size=case.batch_size))
+        recipe = TrainingConfig(batch_size=case.batch_size, loss=SHAPES[case.shape]["loss"])
+        optimizer, _ = build_optimizer(model, recipe)
 
         def step(index: int) -> None:
             x, y = xs[index % n_batches], ys[index % n_batches]
             optimizer.zero_grad(set_to_none=True)
-            parts = calf_loss(model(x, with_text_branch=True), y, model.config)
+            parts = calf_loss(model(x, with_text_branch=True), y, recipe)
             parts.total.backward()
             optimizer.step()
     else:
@@ -273,7 +274,7 @@ def run_checkpoint(backbone_config_dir: str, workdir: str) -> dict[str, Any]:
     torch.manual_seed(0)
     gpt2_dir = root / "random-gpt2-small"  # stands in for the real "gpt2": 12 blocks, 124M params
     GPT2Model(GPT2Config()).save_pretrained(gpt2_dir)
-    pretrained = CALF(CALFConfig(seq_len=SEQ_LEN, pred_len=PRED_LEN, backbone=str(gpt2_dir)))
+    pretrained = CALF.from_pretrained(CALFConfig(seq_len=SEQ_LEN, pred_len=PRED_LEN, backbone=str(gpt2_dir)))
     save_calf(pretrained, root / "calf-pretrained")
     n_trainable = sum(p.numel() for p in pretrained.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in pretrained.parameters())

@@ -1,5 +1,5 @@
 """Loading a Hugging Face backbone by name or path, truncation to K blocks, LoRA, and the
-trainable-parameter policy of ``calf-method.md`` §2.
+trainable-parameter policy of ``docs/method.md`` §2.
 
 A backbone is any model that transformers' ``AutoModel`` builds, that accepts ``inputs_embeds`` and
 returns ``hidden_states``. What differs between architectures (which modules LoRA wraps, where the
@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from calf_forecaster.config import CALFConfig
+from calf_forecaster.prototypes import cached_word_prototypes, embedding_fingerprint
 
 logger = logging.getLogger(__name__)
 
 
 class BackboneNotFoundError(OSError):
     """The backbone named in ``CALFConfig.backbone`` could not be loaded (offline, typo, no files)."""
+
+
+class UnsupportedBackboneError(ValueError):
+    """The model loaded as ``backbone`` lacks what CALF needs (word embeddings, hidden states)."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,11 @@ def _missing_backbone_message(name: str, error: Exception) -> str:
             f"could not load the backbone from local path {name!r} ({error}). `backbone` must be a "
             f"directory written by `save_pretrained` (config.json plus weights)."
         )
+    offline = (" $HF_HUB_OFFLINE is set, so only the local cache was tried."
+               if hub_offline() else "")
     return (
         f"could not load the backbone {name!r} from the Hugging Face hub or its local cache "
-        f"({type(error).__name__}). Without internet, save a copy once where it is reachable, e.g. "
+        f"({type(error).__name__}).{offline} Without internet, save a copy once where it is reachable, e.g. "
         f"`python -c \"from transformers import AutoModel; "
         f"AutoModel.from_pretrained('{name}').save_pretrained('./{name.replace('/', '_')}')\"`, "
         f"copy that directory here and pass `backbone='./{name.replace('/', '_')}'`; or set "
@@ -108,11 +117,25 @@ def _missing_backbone_message(name: str, error: Exception) -> str:
     )
 
 
-def load_backbone(config: CALFConfig) -> nn.Module:
-    """Load the backbone of ``config``, keeping only its first ``n_layers`` blocks, in float32.
+def hub_offline() -> bool:
+    """Whether ``$HF_HUB_OFFLINE`` asks for no network access (read at call time)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_backbone(config: CALFConfig, n_blocks: int | None = None) -> nn.Module:
+    """Load the backbone of ``config``, keeping only its first blocks, in float32.
 
     Pre-trained weights come from ``from_pretrained`` (name or local path); with
     ``pretrained=False`` only the configuration is read and weights are initialised at random.
+    With ``$HF_HUB_OFFLINE`` set, only local files are tried, so a missing model fails at once.
+
+    Parameters
+    ----------
+    config
+        Backbone name or path, ``n_layers``, ``pretrained``, ``revision``, ``trust_remote_code``.
+    n_blocks
+        Blocks to keep; default ``config.n_layers``. ``0`` keeps the embeddings only (what the
+        ablations without a language model need).
 
     Raises
     ------
@@ -126,29 +149,164 @@ def load_backbone(config: CALFConfig) -> nn.Module:
     location = str(Path(config.backbone).expanduser()) if config.backbone.startswith("~") \
         else config.backbone
     options = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+    if hub_offline():
+        options["local_files_only"] = True
     try:
         hf_config = AutoConfig.from_pretrained(location, **options)
     except (OSError, ValueError) as error:
         raise BackboneNotFoundError(_missing_backbone_message(config.backbone, error)) from error
-    depth = hf_config.num_hidden_layers
+    depth = getattr(hf_config, "num_hidden_layers", None)
+    if depth is None:
+        raise UnsupportedBackboneError(
+            f"backbone {config.backbone!r} ({type(hf_config).__name__}) has no "
+            f"`num_hidden_layers`: CALF needs a transformer language model (GPT-2, BERT, Llama, "
+            f"...) whose blocks it can truncate; see docs/adding-a-backbone.md")
     if config.n_layers > depth:
         raise ValueError(
             f"`n_layers`={config.n_layers} exceeds the {depth} blocks of backbone "
             f"{config.backbone!r}; set n_layers <= {depth}"
         )
-    hf_config.num_hidden_layers = config.n_layers  # build only the first K blocks
+    hf_config.num_hidden_layers = config.n_layers if n_blocks is None else n_blocks
     if getattr(hf_config, "activation_function", None) == "gelu_new":
         # The same tanh-approximated GELU as one fused kernel (max difference ~5e-7): training
         # keeps one saved tensor per block instead of ~5, the ECL shape's peak memory drops ~5 GB.
         hf_config.activation_function = "gelu_pytorch_tanh"
     if config.pretrained:
         try:
-            model = AutoModel.from_pretrained(location, config=hf_config, **options)
+            model = _quietly(AutoModel.from_pretrained, location, config=hf_config, **options)
         except OSError as error:
             raise BackboneNotFoundError(_missing_backbone_message(config.backbone, error)) from error
     else:
         model = AutoModel.from_config(hf_config, trust_remote_code=config.trust_remote_code)
     return model.float()
+
+
+def _quietly(load: object, *args: object, **kwargs: object) -> nn.Module:
+    """Call a transformers loader without its weight-loading progress bar and load report.
+
+    The report lists the weights of the blocks CALF leaves out (expected, so not worth a
+    warning); real problems still raise.
+    """
+    with quiet_transformers():
+        return load(*args, **kwargs)  # type: ignore[operator]
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers progress bars or load reports inside the block (restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+@dataclass(frozen=True, eq=False)
+class BackboneParts:
+    """Everything a :class:`~calf_forecaster.model.CALF` network is built from, already loaded.
+
+    Building a network from parts does no I/O; :func:`load_backbone_parts` is where loading (and
+    downloading) happens.
+
+    Attributes
+    ----------
+    width
+        Backbone width D.
+    prototypes
+        Word prototypes (P, D), float32.
+    embedding_fingerprint
+        SHA-256 of the backbone's word embeddings (see :func:`embedding_fingerprint`).
+    model
+        The truncated backbone (K blocks); ``None`` where an ablation replaces the language model.
+    family
+        LoRA targets and position table of ``model``'s architecture; ``None`` without a model.
+    max_positions
+        Position-table size of the backbone (most variate tokens), ``None`` if unbounded.
+    """
+
+    width: int
+    prototypes: Tensor
+    embedding_fingerprint: str
+    model: nn.Module | None = None
+    family: BackboneFamily | None = None
+    max_positions: int | None = None
+
+
+def word_embedding_matrix(model: nn.Module, name: str) -> Tensor:
+    """The (V, D) input word-embedding matrix of ``model``.
+
+    Raises
+    ------
+    UnsupportedBackboneError
+        If ``model`` has no input word embeddings (e.g. a vision model).
+    """
+    getter = getattr(model, "get_input_embeddings", None)
+    embeddings = getter() if callable(getter) else None
+    weight = getattr(embeddings, "weight", None)
+    if not isinstance(weight, Tensor) or weight.ndim != 2:
+        raise UnsupportedBackboneError(
+            f"backbone {name!r} ({type(model).__name__}) provides no input word embeddings "
+            f"(get_input_embeddings() gave {type(embeddings).__name__}). CALF needs a language "
+            f"model with a (vocabulary, width) word-embedding matrix, from which it computes its "
+            f"word prototypes, that accepts `inputs_embeds` and returns hidden states: e.g. "
+            f"GPT-2, BERT, RoBERTa, Llama, Mistral or Qwen2")
+    return weight
+
+
+def backbone_parts(model: nn.Module, config: CALFConfig, prototypes: Tensor | None = None,
+                   cache_dir: str | Path | None = None) -> BackboneParts:
+    """:class:`BackboneParts` of a loaded backbone ``model`` (prototypes computed or cached).
+
+    Parameters
+    ----------
+    model
+        The truncated backbone (``load_backbone``); kept in the parts only for ``llm_mode="llm"``.
+    config
+        The network's configuration.
+    prototypes
+        Known prototypes (P, D), e.g. from a saved model; computed (and cached) otherwise.
+    cache_dir
+        Prototype cache folder; default ``calf_forecaster.paths.cache_dir()``.
+    """
+    model.config.use_cache = False
+    embeddings = word_embedding_matrix(model, config.backbone)  # (V, D)
+    fingerprint = embedding_fingerprint(embeddings)
+    if prototypes is None:
+        prototypes = cached_word_prototypes(embeddings, config.n_prototypes, cache_dir,
+                                            fingerprint=fingerprint)  # (P, D)
+    width = int(embeddings.shape[1])
+    if config.llm_mode != "llm":
+        return BackboneParts(width, prototypes, fingerprint)
+    return BackboneParts(width, prototypes, fingerprint, model=model,
+                         family=backbone_family(model.config.model_type, config),
+                         max_positions=max_variates(model.config))
+
+
+def load_backbone_parts(config: CALFConfig, prototypes: Tensor | None = None,
+                        cache_dir: str | Path | None = None) -> BackboneParts:
+    """Load what :class:`~calf_forecaster.model.CALF` needs for ``config``: the one I/O step.
+
+    With ``llm_mode="llm"`` the first ``n_layers`` blocks are loaded; the ablations that replace
+    the language model load the embeddings only (no block).
+
+    Parameters
+    ----------
+    config
+        The network's configuration.
+    prototypes
+        Known prototypes (P, D), e.g. from a saved model; computed (and cached) otherwise.
+    cache_dir
+        Prototype cache folder; default ``calf_forecaster.paths.cache_dir()``.
+    """
+    model = load_backbone(config, n_blocks=None if config.llm_mode == "llm" else 0)
+    return backbone_parts(model, config, prototypes, cache_dir)
 
 
 def save_backbone_config(directory: str | Path, model_type: str = "gpt2", **overrides: object) -> Path:
@@ -200,7 +358,7 @@ def norm_parameter_names(backbone: nn.Module) -> list[str]:
 
 
 def apply_trainable_policy(backbone: nn.Module, family: BackboneFamily) -> list[str]:
-    """The temporal branch's trainable-parameter policy (spec §2), applied in place.
+    """The temporal branch's trainable-parameter policy (docs/method.md §2), applied in place.
 
     Trains the LoRA matrices, every normalisation layer and the position table; freezes the rest.
 
@@ -235,37 +393,3 @@ def as_tensor_dict(module: nn.Module, names: list[str]) -> dict[str, torch.Tenso
     """Detached clones of the named parameters of ``module``."""
     parameters = dict(module.named_parameters())
     return {name: parameters[name].detach().clone() for name in names}
-
-
-# transformers (5.x) collects hidden states with forward hooks that it installs at a model's first
-# forward, as local functions that pickle cannot store, and finds through a process-wide registry
-# filled by ``PreTrainedModel.__init__``, which unpickling does not run. The two functions below
-# keep models that hold a backbone picklable; ``tests/test_model.py`` pins them.
-_CAPTURING_HOOK_PREFIX = "install_output_capuring_hook."  # sic: transformers' spelling
-_CAPTURING_HOOKS_FLAG = "_output_capturing_hooks_installed"
-
-
-def drop_output_capturing_hooks(module: nn.Module) -> None:
-    """Remove transformers' hidden-state hooks from ``module``; they return at the next forward."""
-    for submodule in module.modules():
-        for hooks in (submodule._forward_hooks, submodule._forward_pre_hooks):
-            for key in [key for key, hook in hooks.items()
-                        if getattr(hook, "__qualname__", "").startswith(_CAPTURING_HOOK_PREFIX)]:
-                del hooks[key]
-        submodule.__dict__.pop(_CAPTURING_HOOKS_FLAG, None)
-
-
-def register_output_capturing(module: nn.Module) -> None:
-    """Register the output-capture specification of every transformers model inside ``module``.
-
-    Needed after unpickling in a process that never constructed a model of the same class;
-    a no-op with transformers versions without that registry.
-    """
-    try:
-        from transformers import PreTrainedModel
-        from transformers.utils.output_capturing import _CAN_RECORD_REGISTRY
-    except ImportError:
-        return
-    for submodule in module.modules():
-        if isinstance(submodule, PreTrainedModel):
-            _CAN_RECORD_REGISTRY[submodule] = submodule._can_record_outputs

@@ -16,20 +16,19 @@ yields H values per likelihood parameter, reshaped to darts' (B, H, C, Q).
 Training goes through darts' own loop. The only training hook overridden is
 ``PLForecastingModule._compute_loss``: darts' loss (``loss_fn``, or the likelihood's loss, with
 sample weights) becomes CALF's supervised term, and the output-consistency and
-feature-regularisation terms of ``calf-method.md`` §3 are added to it. The textual branch runs in
+feature-regularisation terms of ``docs/method.md`` §3 are added to it. The textual branch runs in
 training steps only; validation and prediction use the temporal branch alone.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import numbers
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,29 +56,44 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
         'Install it with: pip install "calf-forecaster[darts]"'
     ) from error
 
-from calf_forecaster.config import CALFConfig, LLMMode, LossName, TrainingConfig
-from calf_forecaster.losses import calf_loss
-from calf_forecaster.model import CALF, CALFOutput
-from calf_forecaster.persistence import BackboneMismatchError
-from calf_forecaster.training import cosine_factor
+from calf_forecaster.config import CALFConfig, TrainingConfig
+from calf_forecaster.losses import calf_loss, distance
+from calf_forecaster.model import CALFOutput
+from calf_forecaster.parameters import (
+    Parameter,
+    config_parameters,
+    make_init,
+    numpydoc_parameters,
+    split_values,
+)
+from calf_forecaster.persistence import (
+    FINGERPRINT_KEY,
+    check_backbone,
+    frozen_backbone_keys,
+    strip_backbone,
+)
+from calf_forecaster.pipeline import build_network
+from calf_forecaster.preprocessing import warn_below_normalisation_floor
+from calf_forecaster.training import build_optimizer, quiet_lightning
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CALFModel"]
 
-#: CALF's learning rate of the main parameter group (``calf-method.md`` §4); used unless
-#: ``optimizer_kwargs`` sets ``"lr"``.
-REFERENCE_LEARNING_RATE = 5e-4
-
-#: ``CALFConfig.loss`` -> the torch loss darts uses for the supervised term by default.
-SUPERVISED_LOSSES: dict[str, type[nn.Module]] = {
-    "l1": nn.L1Loss,
-    "smooth_l1": nn.SmoothL1Loss,
-    "mse": nn.MSELoss,
-}
-
-#: Checkpoint entry with the fingerprint of the backbone's word embeddings.
-FINGERPRINT_KEY = "calf_embedding_fingerprint"
+#: The constructor: darts' chunk lengths, every CALFConfig field but the two lengths, and the
+#: TrainingConfig fields that darts has no name of its own for (darts: ``optimizer_kwargs["lr"]``,
+#: ``batch_size``, ``n_epochs``, ``random_state``, early stopping through callbacks, ``val_series``,
+#: darts' ``Scaler``), then darts' own parameters as ``**kwargs``.
+DARTS_NAMED = ("learning_rate", "batch_size", "max_epochs", "patience", "validation_size", "scale",
+               "seed")
+PARAMETERS: list[Parameter] = [
+    Parameter("output_chunk_shift", 0, "int",
+              "Steps between the end of the input and the start of the output chunk (darts "
+              "semantics)."),
+    *config_parameters(CALFConfig, exclude=["seq_len", "pred_len"]),
+    *config_parameters(TrainingConfig, exclude=DARTS_NAMED),
+]
+LEADING = ("input_chunk_length", "output_chunk_length")
 
 #: Lightning scheduler-config keys that darts accepts inside ``lr_scheduler_kwargs``.
 _LIGHTNING_SCHEDULER_DEFAULTS: dict[str, Any] = {
@@ -94,11 +108,6 @@ class _CALFModuleOutput(PLModuleOutput):
     calf: CALFOutput | None = None
 
 
-def _constant_factor(epoch: int) -> float:
-    """``LambdaLR`` factor of a constant learning rate."""
-    return 1.0
-
-
 class _CALFModule(PLForecastingModule):
     """darts Lightning module around the core :class:`~calf_forecaster.model.CALF` network.
 
@@ -110,13 +119,12 @@ class _CALFModule(PLForecastingModule):
     calf_config
         ``CALFConfig.to_dict()`` without ``seq_len``, ``pred_len`` and ``backbone``, which follow
         from the chunk lengths, Q and ``backbone``.
+    training_config
+        ``TrainingConfig.to_dict()``: losses, learning rates, schedule and grouping.
     nr_params
         Q, the likelihood's number of parameters (1 without likelihood).
-    feature_learning_rate
-        Constant learning rate of the feature projections.
-    cosine_t_max, min_learning_rate
-        CALF's cosine schedule of the main group, used when ``lr_scheduler_cls`` is ``None``;
-        ``cosine_t_max=None`` keeps the learning rates constant.
+    seed
+        Seed of the initial weights (:func:`calf_forecaster.pipeline.build_network`).
     **kwargs
         :class:`~darts.models.forecasting.pl_forecasting_module.PLForecastingModule` parameters.
     """
@@ -125,23 +133,20 @@ class _CALFModule(PLForecastingModule):
         self,
         backbone: str,
         calf_config: dict[str, Any],
+        training_config: dict[str, Any],
         nr_params: int,
-        feature_learning_rate: float,
-        cosine_t_max: int | None,
-        min_learning_rate: float,
+        seed: int | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.nr_params = nr_params
-        self.feature_learning_rate = feature_learning_rate
-        self.cosine_t_max = cosine_t_max
-        self.min_learning_rate = min_learning_rate
-        self.calf = CALF(CALFConfig.from_dict({
+        self.training_config = TrainingConfig.from_dict(training_config)
+        self.calf = build_network(CALFConfig.from_dict({
             **calf_config,
             "backbone": backbone,
             "seq_len": self.input_chunk_length,
             "pred_len": nr_params * self.output_chunk_length,
-        }))
+        }), seed)
 
     @io_processor
     def forward(self, x_in: PLModuleInput) -> PLModuleOutput:
@@ -170,7 +175,7 @@ class _CALFModule(PLForecastingModule):
             return supervised  # validation: the forecasting loss alone
         # calf_loss scores the last C tokens; with Q > 1 their Q * H head outputs are compared
         # between the branches, and `supervised` replaces its own supervised term.
-        parts = calf_loss(calf_output, target, self.calf.config, supervised=supervised)
+        parts = calf_loss(calf_output, target, self.training_config, supervised=supervised)
         batch_size = target.shape[0]
         self.log("train_loss_output", parts.output, batch_size=batch_size, sync_dist=True)
         self.log("train_loss_feature", parts.feature, batch_size=batch_size, sync_dist=True)
@@ -181,40 +186,15 @@ class _CALFModule(PLForecastingModule):
     def configure_optimizers(self) -> Any:
         """``optimizer_cls`` over CALF's two parameter groups, with CALF's schedule by default.
 
-        The feature projections form their own group at the constant ``feature_learning_rate``;
-        every other trainable parameter uses ``optimizer_kwargs``. Without ``lr_scheduler_cls``
-        the main group follows CALF's per-epoch cosine schedule (the recipe of
-        :func:`calf_forecaster.training.build_optimizer`); a given ``lr_scheduler_cls`` is
+        The groups and the per-epoch cosine schedule are the core's
+        (:func:`calf_forecaster.training.build_optimizer`); ``optimizer_kwargs`` (whose ``"lr"``
+        is the main group's rate) go to ``optimizer_cls``. A given ``lr_scheduler_cls`` is
         configured as darts configures it and applies to both groups.
         """
-        main = list(self.calf.main_parameters())  # the core's split of the trainable weights
-        features = [p for p in self.calf.feature_projection_parameters() if p.requires_grad]
-        lr = self.optimizer_kwargs.get("lr", REFERENCE_LEARNING_RATE)
-        if self.cosine_t_max is None:
-            main_factor = _constant_factor
-        else:
-            recipe = TrainingConfig(learning_rate=lr, cosine_t_max=self.cosine_t_max,
-                                    min_learning_rate=self.min_learning_rate)
-            main_factor = functools.partial(cosine_factor, base_lr=lr, config=recipe)
-        groups, factors = [], []
-        if main:
-            groups.append({"params": main})
-            factors.append(main_factor)
-        if features:  # empty when fine-tuning freezes them
-            groups.append({"params": features, "lr": self.feature_learning_rate})
-            factors.append(_constant_factor)
-        try:
-            optimizer = self.optimizer_cls(groups, **self.optimizer_kwargs)
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"could not build optimizer_cls={self.optimizer_cls} with optimizer_kwargs="
-                f"{self.optimizer_kwargs}: {error}"
-            ) from error
+        optimizer, scheduler = build_optimizer(self.calf, self.training_config,
+                                               self.optimizer_cls, self.optimizer_kwargs)
         if self.lr_scheduler_cls is not None:
             return self._configure_user_scheduler(optimizer)
-        if self.cosine_t_max is None:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "frequency": 1}}
 
@@ -234,37 +214,25 @@ class _CALFModule(PLForecastingModule):
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _backbone_state_keys(self) -> set[str]:
-        """State-dict keys of this module that are rebuilt from the pre-trained backbone."""
-        return {f"calf.{key}" for key in self.calf.backbone_state_keys}
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """darts' checkpoint without the frozen pre-trained backbone weights (rebuilt on load).
 
         Backbone weights that ``enable_finetuning`` made trainable are saved.
         """
         super().on_save_checkpoint(checkpoint)
-        trained = {name for name, p in self.named_parameters() if p.requires_grad}
-        frozen = self._backbone_state_keys() - trained
-        checkpoint["state_dict"] = {key: value for key, value in checkpoint["state_dict"].items()
-                                    if key not in frozen}
+        checkpoint["state_dict"] = strip_backbone(checkpoint["state_dict"], self.calf, "calf.")
         checkpoint[FINGERPRINT_KEY] = self.calf.embedding_fingerprint
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a rebuilt backbone whose word embeddings differ from the training backbone's."""
         super().on_load_checkpoint(checkpoint)
-        saved = checkpoint.get(FINGERPRINT_KEY)
-        if self.calf.backbone_state_keys and saved is not None \
-                and saved != self.calf.embedding_fingerprint:
-            raise BackboneMismatchError(
-                f"the backbone {self.calf.config.backbone!r} has other word embeddings than the "
-                f"one this model was trained with; pass `backbone=` (the original backbone's "
-                f"location) to `CALFModel.load` or `CALFModel.load_from_checkpoint`"
-            )
+        check_backbone(self.calf, checkpoint.get(FINGERPRINT_KEY),
+                       "pass `backbone=` (the original backbone's location) to `CALFModel.load` "
+                       "or `CALFModel.load_from_checkpoint`")
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """``nn.Module.load_state_dict``; the frozen backbone weights may be absent (kept as is)."""
-        missing = self._backbone_state_keys() - set(state_dict)
+        missing = frozen_backbone_keys(self.calf, "calf.") - set(state_dict)
         if missing:
             own = self.state_dict()
             state_dict = {**state_dict, **{key: own[key] for key in missing}}
@@ -276,7 +244,12 @@ class CALFModel(PastCovariatesTorchModel):
     distillation, as a darts global forecasting model.
 
     Every component of the target and of the past covariates is one token (its last
-    ``input_chunk_length`` values). Covariate tokens come first so that the causal backbone lets
+    ``input_chunk_length`` values). The constructor and its parameter docs are generated from
+    :class:`~calf_forecaster.config.CALFConfig` and :class:`~calf_forecaster.config.TrainingConfig`
+    (:mod:`calf_forecaster.parameters`). NaN or infinite values in the series, the covariates or
+    the prediction context are refused before any work. CALF's per-window normalisation floors the
+    variance at 1e-5, so a series whose spread is far below 1e-2 should be scaled first (darts'
+    ``Scaler``); ``fit`` warns when it is not. Covariate tokens come first so that the causal backbone lets
     the target tokens attend to them; only target tokens are forecast. Future covariates are
     refused by darts' own check (``supports_future_covariates`` is ``False``). Static covariates,
     which darts would silently ignore for a model that cannot use them, are refused by ``fit``:
@@ -284,43 +257,12 @@ class CALFModel(PastCovariatesTorchModel):
 
     Parameters
     ----------
-    input_chunk_length
+    input_chunk_length : int
         Lookback L of every token (CALF's ``seq_len``; 96 in the reference).
-    output_chunk_length
+    output_chunk_length : int
         Horizon H produced at once (CALF's ``pred_len``). ``predict(n)`` with ``n`` larger than H
         is auto-regressive, as in every darts model.
-    output_chunk_shift
-        Steps between the end of the input and the start of the output chunk (darts semantics).
-    backbone
-        Hugging Face name or local directory (``save_pretrained`` output) of the language model.
-        Saved models hold everything except its frozen pre-trained weights, which are read from
-        here again on loading; pass ``backbone=new_location`` to :meth:`load` if it moved.
-    n_layers
-        Number K of backbone blocks kept (6).
-    pretrained
-        Load pre-trained weights; ``False`` keeps the architecture with random weights (ablation).
-    llm_mode
-        ``"llm"`` (CALF), or an ablation of Tan et al. (NeurIPS 2024) replacing the language
-        model: ``"none"``, ``"attention"`` or ``"transformer"``.
-    n_prototypes
-        Number P of word prototypes (500; at most the backbone width).
-    lora_r, lora_alpha, lora_dropout, lora_target_modules
-        LoRA on the temporal branch (8, 32, 0.1, the backbone family's default modules).
-    n_heads, encoder_ff_dim, dropout
-        Cross-modal match module: attention heads (12), feed-forward width (2048), dropout (0.1).
-    loss
-        Distance ``d`` of CALF's loss terms: ``"l1"`` (reference for ETT), ``"smooth_l1"`` or
-        ``"mse"``. Unless ``loss_fn`` or ``likelihood`` is given, also the supervised loss.
-    supervised_weight, output_weight, feature_weight, feature_decay
-        Loss weights (1.0, 1.0, 0.01) and the per-layer decay of the feature term (0.8).
-    feature_learning_rate
-        Constant learning rate of the feature projections (1e-4).
-    cosine_t_max, min_learning_rate
-        Without ``lr_scheduler_cls``, the main learning rate is cosine-annealed per epoch with
-        period ``cosine_t_max`` epochs (20) down to ``min_learning_rate`` (1e-8), as in the
-        reference; ``cosine_t_max=None`` keeps it constant.
-    trust_remote_code, revision
-        Passed to transformers when loading ``backbone``.
+    {parameters}
     **kwargs
         darts' standard torch-model parameters: ``batch_size``, ``n_epochs``, ``model_name``,
         ``work_dir``, ``log_tensorboard``, ``nr_epochs_val_period``, ``force_reset``,
@@ -375,35 +317,8 @@ class CALFModel(PastCovariatesTorchModel):
     An ablation of Tan et al. is one argument away: ``CALFModel(..., llm_mode="attention")``.
     """
 
-    def __init__(
-        self,
-        input_chunk_length: int,
-        output_chunk_length: int,
-        output_chunk_shift: int = 0,
-        backbone: str = "gpt2",
-        n_layers: int = 6,
-        pretrained: bool = True,
-        llm_mode: LLMMode = "llm",
-        n_prototypes: int = 500,
-        lora_r: int = 8,
-        lora_alpha: int = 32,
-        lora_dropout: float = 0.1,
-        lora_target_modules: Sequence[str] | None = None,
-        n_heads: int = 12,
-        encoder_ff_dim: int = 2048,
-        dropout: float = 0.1,
-        loss: LossName = "l1",
-        supervised_weight: float = 1.0,
-        output_weight: float = 1.0,
-        feature_weight: float = 0.01,
-        feature_decay: float = 0.8,
-        feature_learning_rate: float = 1e-4,
-        cosine_t_max: int | None = 20,
-        min_learning_rate: float = 1e-8,
-        trust_remote_code: bool = False,
-        revision: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def _setup(self, values: dict[str, Any], **kwargs: Any) -> None:
+        """``__init__``'s body (the signature is generated from the configs)."""
         super().__init__(**self._extract_torch_model_params(**self.model_params))
         self.pl_module_params = self._extract_pl_module_params(**self.model_params)
 
@@ -416,82 +331,71 @@ class CALFModel(PastCovariatesTorchModel):
             )
         nr_params = 1 if likelihood is None else likelihood.num_parameters
         optimizer_kwargs = copy.deepcopy(self.pl_module_params.get("optimizer_kwargs")) or {}
-        optimizer_kwargs.setdefault("lr", REFERENCE_LEARNING_RATE)
-        # validate every CALF knob now rather than at fit time (both raise ValueError)
-        config = CALFConfig(
-            seq_len=input_chunk_length,
-            pred_len=nr_params * output_chunk_length,
-            backbone=backbone,
-            n_layers=n_layers,
-            pretrained=pretrained,
-            llm_mode=llm_mode,
-            n_prototypes=n_prototypes,
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            lora_target_modules=None if lora_target_modules is None else tuple(lora_target_modules),
-            n_heads=n_heads,
-            encoder_ff_dim=encoder_ff_dim,
-            dropout=dropout,
-            loss=loss,
-            supervised_weight=supervised_weight,
-            output_weight=output_weight,
-            feature_weight=feature_weight,
-            feature_decay=feature_decay,
-            trust_remote_code=trust_remote_code,
-            revision=revision,
-        )
-        TrainingConfig(  # validates the learning rates and the schedule
-            learning_rate=optimizer_kwargs["lr"],
-            feature_learning_rate=feature_learning_rate,
-            cosine_t_max=TrainingConfig.cosine_t_max if cosine_t_max is None else cosine_t_max,
-            min_learning_rate=min_learning_rate,
-        )
-
+        optimizer_kwargs.setdefault("lr", TrainingConfig.learning_rate)
+        # validate every CALF knob now, as darts validates its own (both raise ValueError)
+        fields = split_values(PARAMETERS, values)
+        config = CALFConfig(**fields[CALFConfig], seq_len=values["input_chunk_length"],
+                            pred_len=nr_params * values["output_chunk_length"])
+        training = TrainingConfig(**fields[TrainingConfig], learning_rate=optimizer_kwargs["lr"])
         self._calf_config = {key: value for key, value in config.to_dict().items()
                              if key not in ("seq_len", "pred_len", "backbone")}
-        self._backbone = backbone
-        self._feature_learning_rate = feature_learning_rate
-        self._cosine_t_max = cosine_t_max
-        self._min_learning_rate = min_learning_rate
+        self._training_config = training.to_dict()
+        self._backbone = config.backbone
         self.pl_module_params["optimizer_kwargs"] = optimizer_kwargs
         if self.pl_module_params.get("loss_fn") is None:
-            self.pl_module_params["loss_fn"] = SUPERVISED_LOSSES[loss]()
+            self.pl_module_params["loss_fn"] = distance(training.loss)
 
     def fit(self, series: Any, *args: Any, **kwargs: Any) -> CALFModel:
-        """darts' ``fit``, refusing static covariates instead of silently ignoring them."""
-        for name, value in (("series", series), ("val_series", kwargs.get("val_series"))):
-            batch = [value] if isinstance(value, TimeSeries) else (value or [])
-            if any(ts.static_covariates is not None for ts in batch):
-                raise ValueError(
-                    f"`{name}` carries static covariates, which CALFModel cannot use; drop them "
-                    f"with `series.with_static_covariates(None)` (darts would ignore them silently)"
-                )
-        return super().fit(series, *args, **kwargs)
+        """darts' ``fit``, refusing what darts would accept silently, before any work.
+
+        Static covariates (which darts would ignore for this model) and NaN or infinite values
+        in ``series``, ``past_covariates`` and their validation counterparts are refused;
+        ``n_epochs=0`` is said once (the model stays untrained). Lightning prints nothing unless
+        ``verbose=True``.
+        """
+        for name in ("series", "val_series"):
+            value = series if name == "series" else kwargs.get(name)
+            _refuse_static_covariates(name, value)
+        for name in ("series", "past_covariates", "val_series", "val_past_covariates"):
+            _refuse_non_finite(name, series if name == "series" else kwargs.get(name))
+        targets = _series_list(series)
+        if targets:
+            warn_below_normalisation_floor(
+                [ts.values(copy=False) for ts in targets],
+                "Scale the series first, e.g. with darts.dataprocessing.transformers.Scaler.",
+                list(targets[0].components))
+        if self.n_epochs == 0 and kwargs.get("epochs", 0) == 0:
+            logger.warning("n_epochs=0: CALFModel.fit trains nothing; the model keeps its "
+                           "initial weights")
+        with quiet_lightning(bool(kwargs.get("verbose"))):
+            return super().fit(series, *args, **kwargs)
+
+    def predict(self, n: int, series: Any = None, past_covariates: Any = None,
+                *args: Any, **kwargs: Any) -> Any:
+        """darts' ``predict``, refusing static covariates and NaN or infinite context first."""
+        _refuse_static_covariates("series", series)
+        _refuse_non_finite("series", series)
+        _refuse_non_finite("past_covariates", past_covariates)
+        with quiet_lightning(bool(kwargs.get("verbose"))):
+            return super().predict(n, series, past_covariates, *args, **kwargs)
 
     def _create_model(self, train_sample: TorchTrainingSample) -> _CALFModule:
         """Build the network; an int ``random_state`` seeds its initial weights."""
         seed = self.model_params.get("random_state")
-        with torch.random.fork_rng(devices=[]):  # the training RNG stays darts' own
-            if isinstance(seed, numbers.Integral):
-                torch.manual_seed(seed)
-            return _CALFModule(
-                backbone=self._backbone,
-                calf_config=self._calf_config,
-                nr_params=1 if self.likelihood is None else self.likelihood.num_parameters,
-                feature_learning_rate=self._feature_learning_rate,
-                cosine_t_max=self._cosine_t_max,
-                min_learning_rate=self._min_learning_rate,
-                **self.pl_module_params,
-            )
+        return _CALFModule(
+            backbone=self._backbone,
+            calf_config=self._calf_config,
+            training_config=self._training_config,
+            nr_params=1 if self.likelihood is None else self.likelihood.num_parameters,
+            seed=int(seed) if isinstance(seed, numbers.Integral) else None,
+            **self.pl_module_params,
+        )
 
     @property
     def _ckpt_skipped_params(self) -> list[str]:
         """Knobs of training only, which may differ when loading weights into a new model."""
         return super()._ckpt_skipped_params + [
-            "loss", "supervised_weight", "output_weight", "feature_weight", "feature_decay",
-            "feature_learning_rate", "cosine_t_max", "min_learning_rate",
-        ]
+            p.name for p in PARAMETERS if p.config is TrainingConfig]
 
     # ------------------------------------------------------------------ loading
 
@@ -542,6 +446,41 @@ class CALFModel(PastCovariatesTorchModel):
             **kwargs)
         return model._relocate_backbone(kwargs.get("backbone"))
 
+
+def _series_list(value: Any) -> list[TimeSeries]:
+    """The TimeSeries in ``value`` (one, or a sequence of them); other types are darts' to judge."""
+    if isinstance(value, TimeSeries):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, TimeSeries) for v in value):
+        return list(value)
+    return []
+
+
+def _refuse_static_covariates(name: str, value: Any) -> None:
+    if any(ts.static_covariates is not None for ts in _series_list(value)):
+        raise ValueError(
+            f"`{name}` carries static covariates, which CALFModel cannot use; drop them "
+            f"with `series.with_static_covariates(None)` (darts would ignore them silently)")
+
+
+def _refuse_non_finite(name: str, value: Any) -> None:
+    for position, ts in enumerate(_series_list(value)):
+        values = ts.all_values(copy=False)  # (T, C, samples)
+        finite = np.isfinite(values)
+        if not finite.all():
+            step, component, _ = (int(i[0]) for i in np.nonzero(~finite))
+            where = f"{name}[{position}]" if isinstance(value, (list, tuple)) else name
+            raise ValueError(
+                f"`{where}` holds {int((~finite).sum())} NaN or infinite values (first at "
+                f"{ts.time_index[step]}, component {ts.components[component]!r}); impute or "
+                f"drop them before fitting or predicting (e.g. "
+                f"darts.utils.missing_values.fill_missing_values)")
+
+
+CALFModel.__init__ = make_init(PARAMETERS, CALFModel._setup, leading=LEADING, var_keyword=True,
+                               qualname="CALFModel.__init__")
+CALFModel.__doc__ = CALFModel.__doc__.replace(
+    "    {parameters}\n", numpydoc_parameters(PARAMETERS) + "\n")
 
 # darts' safe loading (``load(..., trusted=False)``) accepts allow-listed globals only.
 add_safe_globals([CALFModel])

@@ -1,4 +1,4 @@
-"""CALF's three training losses (``calf-method.md`` §3), as one function returning every part.
+"""CALF's three training losses (``docs/method.md`` §3), as one function returning every part.
 
 Symbols: B batch, H horizon, M variates of the forecast, M_t target variates (the last M_t of M),
 D backbone width, S hidden states per branch.
@@ -9,19 +9,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from calf_forecaster.config import CALFConfig
+from calf_forecaster.config import TrainingConfig
 from calf_forecaster.model import CALFOutput
 
 Distance = Callable[[Tensor, Tensor], Tensor]
 
-DISTANCES: dict[str, Distance] = {
-    "l1": F.l1_loss,
-    "smooth_l1": F.smooth_l1_loss,
-    "mse": F.mse_loss,
+#: ``TrainingConfig.loss`` -> the torch loss module (mean reduction) of that distance.
+DISTANCES: dict[str, type[nn.Module]] = {
+    "l1": nn.L1Loss,
+    "smooth_l1": nn.SmoothL1Loss,
+    "mse": nn.MSELoss,
 }
+
+
+def distance(name: str) -> nn.Module:
+    """The distance ``d`` named ``name`` as a loss module (what darts' ``loss_fn`` takes too)."""
+    return DISTANCES[name]()
 
 
 @dataclass
@@ -45,7 +50,7 @@ def feature_regularisation(time_features: list[Tensor], text_features: list[Tens
                for index, (time_state, text_state) in enumerate(zip(time_features, text_features)))
 
 
-def calf_loss(output: CALFOutput, target: Tensor, config: CALFConfig,
+def calf_loss(output: CALFOutput, target: Tensor, config: TrainingConfig,
               supervised: Tensor | None = None) -> CALFLossParts:
     """Total training loss ``w_sup L_sup + w_out L_out + w_feat L_feat`` and its parts.
 
@@ -67,14 +72,14 @@ def calf_loss(output: CALFOutput, target: Tensor, config: CALFConfig,
     """
     if output.text_forecast is None or output.time_features is None or output.text_features is None:
         raise ValueError("calf_loss needs a forward pass with `with_text_branch=True`")
-    distance = DISTANCES[config.loss]
+    d = distance(config.loss)
     n_targets = target.shape[-1]
     time_forecast = output.forecast[..., -n_targets:]  # (B, H, M_t)
     text_forecast = output.text_forecast[..., -n_targets:]
     if supervised is None:
-        supervised = distance(time_forecast, target)
-    consistency = distance(time_forecast, text_forecast)
-    feature = feature_regularisation(output.time_features, output.text_features, distance,
+        supervised = d(time_forecast, target)
+    consistency = d(time_forecast, text_forecast)
+    feature = feature_regularisation(output.time_features, output.text_features, d,
                                      config.feature_decay)
     total = (config.supervised_weight * supervised + config.output_weight * consistency
              + config.feature_weight * feature)

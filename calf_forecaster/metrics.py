@@ -6,7 +6,7 @@ m seasonality.
 :func:`mse`, :func:`mae` and :func:`smape` average over all elements given, so passing every test
 window (N, H, M) gives the protocol's "mean over every window" numbers.
 
-The M4 metrics (spec §9) average per series first, as the competition did:
+The M4 metrics (docs/method.md §9) average per series first, as the competition did:
 
 * :func:`smape_per_series`: ``mean_h 200 |F - A| / (|F| + |A|)`` in percent, per series;
 * :func:`mase_per_series`: ``mean_h |F - A|`` divided by the series' in-sample seasonal-naive MAE

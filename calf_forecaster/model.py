@@ -8,19 +8,21 @@ D  backbone width                  P  number of word prototypes
 K  backbone blocks kept            S  hidden states per branch (K + 1 with an LLM)
 h  attention heads                 d  head width, D / h
 
-Data flow (``calf-method.md`` §1): instance normalisation -> variate tokens (B, M, L) ->
+Data flow (``docs/method.md`` §1): instance normalisation -> variate tokens (B, M, L) ->
 cross-modal match module -> temporal branch (LLM on ``x_time``) and, in training only, textual branch
 (the same frozen LLM on ``x_text``) -> shared head -> de-normalisation. The two branches share one
 in-memory copy of the frozen backbone: the textual branch runs the same module through
 :func:`torch.func.functional_call` with its own position table and the pre-trained (frozen)
 normalisation weights, with the LoRA layers switched off for that call.
+
+Building a network does no I/O: ``CALF(config, parts)`` takes already-loaded
+:class:`~calf_forecaster.backbone.BackboneParts`; :meth:`CALF.from_pretrained` loads them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -28,22 +30,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from calf_forecaster.backbone import (
-    BackboneFamily,
-    add_lora,
-    apply_trainable_policy,
-    backbone_family,
+from calf_forecaster._compat import (
+    adapters_disabled,
     drop_output_capturing_hooks,
-    load_backbone,
-    max_variates,
-    norm_parameter_names,
+    lora_layers,
     register_output_capturing,
 )
-from calf_forecaster.config import CALFConfig
-from calf_forecaster.prototypes import cached_word_prototypes, embedding_fingerprint
+from calf_forecaster.backbone import (
+    BackboneFamily,
+    BackboneParts,
+    add_lora,
+    apply_trainable_policy,
+    load_backbone_parts,
+    norm_parameter_names,
+)
+from calf_forecaster.config import CALFConfig, TrainingConfig
 
 logger = logging.getLogger(__name__)
 
+#: Per-window variance floor of the instance normalisation (docs/method.md §1).
 NORMALISATION_EPS = 1e-5
 
 
@@ -138,23 +143,7 @@ class LanguageModelBranches(nn.Module):
         self.norm_keys = list(pretrained_norms)
         for index, name in enumerate(self.norm_keys):  # the textual branch's frozen norms
             self.register_buffer(f"text_norm_{index}", pretrained_norms[name])
-        self._lora_layers = [m for m in backbone.modules() if hasattr(m, "_disable_adapters")]
-
-    @contextmanager
-    def _without_lora(self) -> Iterator[None]:
-        """Run the backbone as if no adapter were injected (no LoRA matmuls, no LoRA dropout).
-
-        peft's own switch is ``enable_adapters``, which also flips ``requires_grad``; this flips
-        only the flag its layers read in ``forward`` and always restores it. Pinned by
-        ``test_textual_branch_is_the_pretrained_backbone_with_its_own_positions``.
-        """
-        for layer in self._lora_layers:
-            layer._disable_adapters = True
-        try:
-            yield
-        finally:
-            for layer in self._lora_layers:
-                layer._disable_adapters = False
+        self._lora_layers = lora_layers(backbone)
 
     def _run(self, inputs_embeds: Tensor, overrides: dict[str, Tensor] | None) -> tuple[Tensor, ...]:
         kwargs = {"inputs_embeds": inputs_embeds, "output_hidden_states": True, "return_dict": True}
@@ -172,7 +161,7 @@ class LanguageModelBranches(nn.Module):
                      for index, name in enumerate(self.norm_keys)}
         if self.position_key is not None:
             overrides[self.position_key] = self.text_position_embedding
-        with self._without_lora():
+        with adapters_disabled(self._lora_layers):  # the pre-trained backbone, no LoRA
             hidden_states = self._run(x_text, overrides)
         return _with_residual(hidden_states, x_text)
 
@@ -211,46 +200,59 @@ class ReplacementBranches(nn.Module):
 
 
 class CALF(nn.Module):
-    """The CALF network of ``calf-method.md``, for any number of variates M.
+    """The CALF network of ``docs/method.md``, for any number of variates M.
+
+    Construction does no I/O: the backbone, its word prototypes and its fingerprint come in
+    ``parts``. :meth:`from_pretrained` loads them for a config (the usual entry point).
 
     Parameters
     ----------
     config
-        Architecture, backbone and loss settings.
+        Architecture and backbone settings.
+    parts
+        The loaded backbone parts (:func:`~calf_forecaster.backbone.load_backbone_parts`); with
+        ``llm_mode="llm"`` their ``model`` becomes the network's backbone (LoRA is injected in
+        place, so do not reuse it).
 
     Examples
     --------
     >>> import torch
     >>> from calf_forecaster import CALF, CALFConfig
-    >>> model = CALF(CALFConfig(seq_len=96, pred_len=24))  # doctest: +SKIP
-    >>> model.eval()(torch.randn(8, 96, 7)).forecast.shape  # doctest: +SKIP
-    torch.Size([8, 24, 7])
+    >>> from calf_forecaster.testing import tiny_config
+    >>> model = CALF.from_pretrained(tiny_config(seq_len=24, pred_len=12))
+    >>> model.eval()(torch.randn(8, 24, 7)).forecast.shape
+    torch.Size([8, 12, 7])
     """
 
-    def __init__(self, config: CALFConfig) -> None:
+    def __init__(self, config: CALFConfig, parts: BackboneParts) -> None:
         super().__init__()
+        if not isinstance(parts, BackboneParts):
+            raise TypeError(f"`parts` must be BackboneParts (load them with "
+                            f"calf_forecaster.backbone.load_backbone_parts, or build the network "
+                            f"with CALF.from_pretrained(config)), got {type(parts).__name__}")
         self.config = config
-        backbone = load_backbone(config)
-        backbone.config.use_cache = False
-        self.d_model = int(backbone.config.hidden_size)
+        self.d_model = parts.width
         if self.d_model % config.n_heads:
+            divisors = [h for h in range(1, min(self.d_model, 64) + 1) if self.d_model % h == 0]
             raise ValueError(
-                f"`n_heads`={config.n_heads} must divide the backbone width D={self.d_model}"
+                f"`n_heads`={config.n_heads} must divide the backbone width D={self.d_model}; "
+                f"choose one of {divisors}"
             )
-        self.max_variates = max_variates(backbone.config)
-        embeddings = backbone.get_input_embeddings().weight  # (V, D)
-        self.embedding_fingerprint = embedding_fingerprint(embeddings)
-        prototypes = cached_word_prototypes(embeddings, config.n_prototypes,
-                                            fingerprint=self.embedding_fingerprint)  # (P, D)
-        self.cross_modal = CrossModalMatch(config, self.d_model, prototypes)
+        if config.n_prototypes != parts.prototypes.shape[0]:
+            raise ValueError(f"`n_prototypes`={config.n_prototypes} but the parts hold "
+                             f"{parts.prototypes.shape[0]} prototypes")
+        self.embedding_fingerprint = parts.embedding_fingerprint
+        self.cross_modal = CrossModalMatch(config, self.d_model, parts.prototypes)  # (P, D)
         if config.llm_mode == "llm":
-            family = backbone_family(backbone.config.model_type, config)
+            if parts.model is None or parts.family is None:
+                raise ValueError("llm_mode='llm' needs parts with the backbone model; load them "
+                                 "with load_backbone_parts(config)")
+            self.max_variates = parts.max_positions
             self.branches: LanguageModelBranches | ReplacementBranches = \
-                LanguageModelBranches(backbone, family, config)
+                LanguageModelBranches(parts.model, parts.family, config)
         else:
-            self.branches = ReplacementBranches(config, self.d_model)
             self.max_variates = None
-        del backbone
+            self.branches = ReplacementBranches(config, self.d_model)
         n_states = self.branches.n_states
         self.time_feature_projections = nn.ModuleList(
             nn.Linear(self.d_model, self.d_model, bias=False) for _ in range(n_states))
@@ -265,6 +267,27 @@ class CALF(nn.Module):
             if config.pretrained and config.llm_mode == "llm" else ()
         )
         self.train()  # from_pretrained leaves the backbone in eval mode (its dropout off)
+
+    @classmethod
+    def from_pretrained(cls, config: CALFConfig, prototypes: Tensor | None = None,
+                        cache_dir: str | None = None) -> CALF:
+        """Load the backbone (and compute or read its prototypes) for ``config``, then build.
+
+        Parameters
+        ----------
+        config
+            The network's configuration; ``config.backbone`` is a hub name or a local directory.
+        prototypes
+            Known word prototypes (P, D), e.g. those of a saved model; computed otherwise.
+        cache_dir
+            Prototype cache folder; default ``calf_forecaster.paths.cache_dir()``.
+
+        Raises
+        ------
+        calf_forecaster.backbone.BackboneNotFoundError
+            If the backbone cannot be loaded; the message says how to fix it.
+        """
+        return cls(config, load_backbone_parts(config, prototypes, cache_dir))
 
     # ------------------------------------------------------------------ forward
 
@@ -300,26 +323,31 @@ class CALF(nn.Module):
         CALFOutput
         """
         self._check_input(x)
-        x = x.to(self.head.weight.dtype)
+        # Statistics and (de-)normalisation in float64: values near float32's range (1e30) would
+        # overflow the variance; the network itself runs in its own dtype.
+        output_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        x = x.double()
         mean = x.mean(dim=1, keepdim=True).detach()  # (B, 1, M)
         std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + NORMALISATION_EPS).detach()
-        tokens = ((x - mean) / std).transpose(1, 2)  # (B, M, L)
+        tokens = ((x - mean) / std).to(self.head.weight.dtype).transpose(1, 2)  # (B, M, L)
         x_time = self.cross_modal.encode(tokens)  # (B, M, D)
         time_output, time_states = self.branches.temporal(x_time)  # (B, M, D), S x (B, M, D)
-        forecast = self._denormalised_head(time_output, mean, std)  # (B, H, M)
+        forecast = self._denormalised_head(time_output, mean, std, output_dtype)  # (B, H, M)
         if not (self.training if with_text_branch is None else with_text_branch):
             return CALFOutput(forecast)
         x_text = self.cross_modal.attend_prototypes(x_time)  # (B, M, D)
         text_output, text_states = self.branches.textual(x_text)
         return CALFOutput(
             forecast=forecast,
-            text_forecast=self._denormalised_head(text_output, mean, std),
+            text_forecast=self._denormalised_head(text_output, mean, std, output_dtype),
             time_features=[p(s) for p, s in zip(self.time_feature_projections, time_states)],
             text_features=[p(s) for p, s in zip(self.text_feature_projections, text_states)],
         )
 
-    def _denormalised_head(self, tokens: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-        return self.head(tokens).transpose(1, 2) * std + mean  # (B, M, D) -> (B, H, M)
+    def _denormalised_head(self, tokens: Tensor, mean: Tensor, std: Tensor,
+                           dtype: torch.dtype) -> Tensor:
+        normalised = self.head(tokens).transpose(1, 2)  # (B, M, D) -> (B, H, M)
+        return (normalised.double() * std + mean).to(dtype)
 
     def predict(self, x: Tensor) -> Tensor:
         """Temporal-branch forecast (B, H, M) of lookback windows (B, L, M); no textual branch."""
@@ -346,8 +374,35 @@ class CALF(nn.Module):
         yield from self.time_feature_projections.parameters()
         yield from self.text_feature_projections.parameters()
 
+    def reference_projection_parameters(self) -> Iterator[nn.Parameter]:
+        """The cross-modal module's attention projections that the authors' code trains with the
+        feature projections (its ``'_proj'`` name match, ``docs/method.md`` §4): the input and
+        output projections of the encoder's self-attention and of the cross-attention."""
+        for attention in (self.cross_modal.encoder.self_attn, self.cross_modal.cross_attention):
+            yield attention.in_proj_weight
+            yield attention.in_proj_bias
+            yield from attention.out_proj.parameters()
+
+    def parameter_groups(self, training: TrainingConfig) -> list[dict[str, object]]:
+        """The two optimiser groups of ``docs/method.md`` §4: main, then feature group.
+
+        The main group (``lr=training.learning_rate``) is cosine-annealed, the feature group
+        (``lr=training.feature_learning_rate``) constant. ``training.optimizer_grouping``
+        chooses what the feature group holds: the feature projections (``"paper"``), or also
+        the cross-modal attention projections (``"reference"``, as the authors' code). Only
+        parameters with ``requires_grad`` are included.
+        """
+        second = list(self.feature_projection_parameters())
+        if training.optimizer_grouping == "reference":
+            second += list(self.reference_projection_parameters())
+        second = [p for p in second if p.requires_grad]
+        chosen = {id(p) for p in second}
+        main = [p for p in self.parameters() if p.requires_grad and id(p) not in chosen]
+        return [{"params": main, "lr": training.learning_rate},
+                {"params": second, "lr": training.feature_learning_rate}]
+
     def main_parameters(self) -> Iterator[nn.Parameter]:
-        """Every other trainable parameter (the first optimiser of §4)."""
+        """Every other trainable parameter (the first optimiser of §4, paper grouping)."""
         projections = {id(p) for p in self.feature_projection_parameters()}
         yield from (p for p in self.parameters() if p.requires_grad and id(p) not in projections)
 

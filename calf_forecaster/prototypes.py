@@ -1,4 +1,4 @@
-"""Word prototypes: principal components of a backbone's input word-embedding matrix (spec §5).
+"""Word prototypes: principal components of a backbone's input word-embedding matrix (docs/method.md §5).
 
 Symbols: V vocabulary size, D embedding width, P number of prototypes.
 

@@ -1,26 +1,26 @@
 """sktime adapter: ``CALFForecaster``, CALF as an sktime forecaster.
 
-The network, its training and its data handling live in the core modules
-(:mod:`calf_forecaster.model`, :mod:`calf_forecaster.training`,
-:mod:`calf_forecaster.data`); this module only translates between sktime's
-data containers and those.
+This module holds sktime's hooks, tags and parameters and the translation between sktime's
+containers and :class:`calf_forecaster.pipeline.CALFPipeline`, which does the work (checks,
+scaling, windowing, training, prediction, devices, persistence). The constructor and its
+parameter docs are generated from :class:`~calf_forecaster.config.CALFConfig` and
+:class:`~calf_forecaster.config.TrainingConfig` (:mod:`calf_forecaster.parameters`).
 
-Symbols used in comments: N series (instances) in a panel, L lookback
-(``seq_len``), H network horizon (``pred_len_``), M columns (variates).
+Symbols used in comments: N series (instances) in a panel, L lookback (``seq_len``), H network
+horizon (``pred_len_``), M columns (variates).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 try:
-    from sktime.datatypes import check_is_scitype, update_data
+    from sktime.datatypes import check_is_scitype, convert_to, update_data
     from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
 except ImportError as err:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
@@ -28,10 +28,15 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess test
         'Install it with: pip install "calf-forecaster[sktime]"'
     ) from err
 
-if TYPE_CHECKING:
-    from torch import nn
-
-    from calf_forecaster.config import CALFConfig, TrainingConfig
+from calf_forecaster.config import CALFConfig, TrainingConfig
+from calf_forecaster.parameters import (
+    Parameter,
+    config_parameters,
+    make_init,
+    numpydoc_parameters,
+    split_values,
+)
+from calf_forecaster.pipeline import CALFPipeline, check_series
 
 __all__ = ["CALFForecaster"]
 
@@ -41,6 +46,22 @@ logger = logging.getLogger(__name__)
 SeriesKey = tuple[Hashable, ...]
 
 _PANEL_MTYPES = ["pd-multiindex", "pd_multiindex_hier"]
+
+#: The constructor: every CALFConfig field but the horizon (set by ``fh``), every
+#: TrainingConfig field (the seed under sktime's name), and the adapter's own two.
+PARAMETERS: list[Parameter] = [
+    *config_parameters(CALFConfig, exclude=["pred_len"]),
+    *config_parameters(TrainingConfig, renamed={"seed": (
+        "random_state", None, "Seed of weight initialisation, shuffling and dropout. `None` "
+                              "gives a different model on every fit; an int makes fits "
+                              "repeatable on one device.")}),
+    Parameter("trainer_kwargs", None, "dict | None",
+              "Extra keyword arguments of the `pytorch_lightning.Trainer`, e.g. "
+              "`{\"accelerator\": \"gpu\", \"precision\": \"bf16-mixed\"}`. Not modified. "
+              "Forecasts run on the device training ran on."),
+    Parameter("verbose", False, "bool",
+              "Show Lightning's progress bar, model summary and messages while training."),
+]
 
 
 class CALFForecaster(BaseForecaster):
@@ -64,106 +85,37 @@ class CALFForecaster(BaseForecaster):
     window), and ``predict`` needs the last ``seq_len`` observations of every
     series; otherwise a ``ValueError`` says which series is too short.
 
-    Exogenous ``X`` is ignored. NaN or infinite values raise ``ValueError``,
-    non-numeric columns ``TypeError``.
+    Exogenous ``X`` is not used yet: passing it logs a warning once per
+    forecaster. NaN or infinite values raise ``ValueError``, non-numeric
+    columns ``TypeError``; a ``DatetimeIndex`` must be sorted, unique and
+    regular (``asfreq``/``resample`` first), so that forecasts have timestamps.
 
-    Parameters
-    ----------
-    seq_len : int, default=96
-        Lookback length L, the number of past observations the network reads.
-    backbone : str, default="gpt2"
-        Hugging Face model id or local directory of a causal language model.
-        A hub id is downloaded by ``transformers`` on first use.
-    n_layers : int, default=6
-        Number of backbone blocks kept (K).
-    pretrained : bool, default=True
-        Use the backbone's pre-trained weights; ``False`` initialises it at random
-        (the "random LLM" ablation).
-    llm_mode : {"llm", "none", "attention", "transformer"}, default="llm"
-        ``"llm"`` is CALF; the others replace the language model by nothing, one
-        attention layer, or one transformer block (the ablations of Tan et al.).
-    n_prototypes : int, default=500
-        Number of word prototypes P (principal components of the word embeddings).
-    lora_r : int, default=8
-        LoRA rank of the temporal branch.
-    lora_alpha : int, default=32
-        LoRA scaling numerator.
-    lora_dropout : float, default=0.1
-        Dropout on the LoRA input.
-    lora_target_modules : list of str or None, default=None
-        Modules that receive LoRA; ``None`` picks the backbone's attention input
-        projection (``c_attn`` for GPT-2).
-    n_heads : int, default=12
-        Attention heads of the cross-modal match module; must divide the backbone
-        width.
-    encoder_ff_dim : int, default=2048
-        Feed-forward width of the cross-modal encoder layer.
-    dropout : float, default=0.1
-        Dropout of the cross-modal encoder layer.
-    loss : {"l1", "smooth_l1", "mse"}, default="l1"
-        Distance used by every loss term (``"l1"`` for ETT in the paper,
-        ``"smooth_l1"`` for Weather, ECL and Traffic).
-    supervised_weight : float, default=1.0
-        Weight of the supervised loss.
-    output_weight : float, default=1.0
-        Weight of the output-consistency loss between the two branches.
-    feature_weight : float, default=0.01
-        Weight of the feature-regularisation loss.
-    feature_decay : float, default=0.8
-        Decay of the feature-regularisation terms with depth.
-    learning_rate : float, default=5e-4
-        Adam learning rate of the network (cosine annealed per epoch).
-    feature_learning_rate : float, default=1e-4
-        Constant Adam learning rate of the feature projections.
-    cosine_t_max : int, default=20
-        Period of the cosine schedule, in epochs.
-    min_learning_rate : float, default=1e-8
-        Floor of the cosine schedule.
-    batch_size : int, default=256
-        Training and prediction batch size, in windows.
-    max_epochs : int, default=100
-        Most training epochs; ``0`` keeps the initial (or pretrained) weights.
-    patience : int, default=10
-        Early-stopping patience in epochs, on validation MSE.
-    validation_size : float or int, default=0.2
-        End of every series held out for early stopping (and restoring the best
-        epoch): a fraction of its length if a float in (0, 1), a number of time
-        points if an int >= 1 (at least the horizon either way), nothing if 0.
-        A series too short to give both parts a window is trained on whole; if no
-        series can spare one, or with 0, training runs ``max_epochs`` epochs and
-        keeps the last weights.
-    scale : bool, default=True
-        Standardise every column with mean and standard deviation of the data
-        passed to ``fit`` (of ``pretrain`` for pretraining) before windowing, and
-        undo it on the forecasts. The network also normalises every window.
-    trainer_kwargs : dict or None, default=None
-        Extra keyword arguments of the ``pytorch_lightning.Trainer``, e.g.
-        ``{"accelerator": "gpu"}``. Not modified.
-    trust_remote_code : bool, default=False
-        Passed to ``transformers`` when loading ``backbone``.
-    revision : str or None, default=None
-        Backbone revision (branch, tag or commit) on the Hugging Face hub.
-    random_state : int or None, default=None
-        Seed of weight initialisation, shuffling and dropout. ``None`` gives a
-        different model on every fit; an int makes fits repeatable on one device.
+    Training runs through :class:`calf_forecaster.pipeline.CALFPipeline`, the
+    pipeline every entry point of this package shares; this class translates
+    between sktime's containers and it.
 
+    {parameters}
     Attributes
     ----------
+    pipeline_ : calf_forecaster.pipeline.CALFPipeline
+        The fitted pipeline: network, column scaler, recipe, training device.
     network_ : torch.nn.Module
-        The fitted CALF network, on CPU, in eval mode.
+        The fitted CALF network (``pipeline_.network``), on CPU, in eval mode.
     pred_len_ : int
         Horizon H of ``network_``.
     columns_ : pandas.Index
         Columns of ``y`` seen in ``fit``, in order (the network is causal across
         columns, so their order matters).
-    scaler_ : calf_forecaster.data.ChannelScaler or None
+    scaler_ : calf_forecaster.preprocessing.ChannelScaler or None
         Column scaler fitted in ``fit``, ``None`` if ``scale=False``.
     n_train_windows_ : int
         Number of training windows of the last training run (``fit``, or
         ``update`` with ``update_params=True``); 0 with ``max_epochs=0``.
+    pretrained_pipeline_ : calf_forecaster.pipeline.CALFPipeline
+        Pipeline learned by ``pretrain`` (only after ``pretrain``); ``fit`` fine-tunes
+        a copy of its network and leaves it unchanged.
     pretrained_network_ : torch.nn.Module
-        Network learned by ``pretrain`` (only after ``pretrain``); ``fit`` fine-tunes
-        a copy of it and leaves it unchanged.
+        ``pretrained_pipeline_.network``.
     pretrain_pred_len_ : int
         Horizon of ``pretrained_network_``; later ``fh`` may not exceed it.
     pretrain_columns_ : pandas.Index
@@ -189,7 +141,12 @@ class CALFForecaster(BaseForecaster):
     backbone's, see :mod:`calf_forecaster.persistence`), not the backbone itself:
     loading rebuilds the backbone from ``backbone``, which must still be
     available (local directory or hub cache), and refuses one whose word
-    embeddings differ.
+    embeddings differ. If the backbone moved, load inside
+    ``calf_forecaster.persistence.backbone_location(new_path)``.
+
+    A failed or interrupted ``update`` leaves the forecaster as it was: every
+    check runs before any state changes, and continued training works on a
+    copy of the network that replaces it only when training succeeded.
 
     References
     ----------
@@ -200,34 +157,28 @@ class CALFForecaster(BaseForecaster):
 
     Examples
     --------
-    A tiny randomly initialised GPT-2 keeps the example offline and fast:
+    A tiny randomly initialised GPT-2 (built offline by
+    :mod:`calf_forecaster.testing`) keeps the example fast:
 
-    >>> import tempfile
-    >>> from transformers import GPT2Config, GPT2Model
     >>> from sktime.datasets import load_airline
     >>> from calf_forecaster.sktime import CALFForecaster
-    >>> folder = tempfile.TemporaryDirectory()
-    >>> backbone = folder.name
-    >>> GPT2Model(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=64,
-    ...     n_positions=32, bos_token_id=0, eos_token_id=0)).save_pretrained(backbone)
+    >>> from calf_forecaster.testing import TINY_SETTINGS, tiny_backbone
     >>> y = load_airline()
     >>> forecaster = CALFForecaster(
-    ...     seq_len=24, backbone=backbone, n_layers=2, n_heads=4, n_prototypes=16,
-    ...     encoder_ff_dim=64, max_epochs=2, validation_size=0,
-    ...     trainer_kwargs={"enable_progress_bar": False}, random_state=0,
+    ...     seq_len=24, backbone=tiny_backbone(), n_layers=2, n_heads=4,
+    ...     n_prototypes=16, encoder_ff_dim=64, max_epochs=2, validation_size=0,
+    ...     random_state=0,
     ... )
     >>> forecaster.fit(y, fh=[1, 2, 3])  # doctest: +ELLIPSIS
     CALFForecaster(...)
     >>> forecaster.predict().shape
     (3,)
-    >>> folder.cleanup()
 
     The published configuration uses GPT-2 small from the Hugging Face hub:
 
     >>> forecaster = CALFForecaster(backbone="gpt2")  # doctest: +SKIP
     >>> forecaster.fit(y, fh=list(range(1, 97)))  # doctest: +SKIP
-    """
-
+"""
     _tags = {
         # packaging info
         # --------------
@@ -252,7 +203,7 @@ class CALFForecaster(BaseForecaster):
         # X is ignored, but listing panel mtypes keeps a panel X from forcing
         # sktime to vectorise (one model per series) before it drops X
         "X_inner_mtype": ["pd.DataFrame", *_PANEL_MTYPES],
-        "capability:exogenous": False,  # X is ignored
+        "capability:exogenous": False,  # X is not used (a warning says so)
         "requires-fh-in-fit": True,  # the horizon sets the network's output size
         "capability:insample": False,  # forecasts start after the cutoff only
         "capability:pred_int": False,  # point forecasts only
@@ -263,7 +214,7 @@ class CALFForecaster(BaseForecaster):
         "capability:pretrain": True,  # pretrain on a panel, fine-tune in fit
         # attributes learned by pretrain; kept when fit resets fitted state
         "pretrain:fitted_params": [
-            "pretrained_network_",
+            "pretrained_pipeline_",
             "pretrain_pred_len_",
             "pretrain_columns_",
             "n_pretrain_instances_",
@@ -274,72 +225,23 @@ class CALFForecaster(BaseForecaster):
         "fit_is_empty": False,
     }
 
-    def __init__(
-        self,
-        seq_len: int = 96,
-        backbone: str = "gpt2",
-        n_layers: int = 6,
-        pretrained: bool = True,
-        llm_mode: str = "llm",
-        n_prototypes: int = 500,
-        lora_r: int = 8,
-        lora_alpha: int = 32,
-        lora_dropout: float = 0.1,
-        lora_target_modules: Sequence[str] | None = None,
-        n_heads: int = 12,
-        encoder_ff_dim: int = 2048,
-        dropout: float = 0.1,
-        loss: str = "l1",
-        supervised_weight: float = 1.0,
-        output_weight: float = 1.0,
-        feature_weight: float = 0.01,
-        feature_decay: float = 0.8,
-        learning_rate: float = 5e-4,
-        feature_learning_rate: float = 1e-4,
-        cosine_t_max: int = 20,
-        min_learning_rate: float = 1e-8,
-        batch_size: int = 256,
-        max_epochs: int = 100,
-        patience: int = 10,
-        validation_size: float | int = 0.2,
-        scale: bool = True,
-        trainer_kwargs: dict[str, Any] | None = None,
-        trust_remote_code: bool = False,
-        revision: str | None = None,
-        random_state: int | None = None,
-    ) -> None:
-        self.seq_len = seq_len
-        self.backbone = backbone
-        self.n_layers = n_layers
-        self.pretrained = pretrained
-        self.llm_mode = llm_mode
-        self.n_prototypes = n_prototypes
-        self.lora_r = lora_r
-        self.lora_alpha = lora_alpha
-        self.lora_dropout = lora_dropout
-        self.lora_target_modules = lora_target_modules
-        self.n_heads = n_heads
-        self.encoder_ff_dim = encoder_ff_dim
-        self.dropout = dropout
-        self.loss = loss
-        self.supervised_weight = supervised_weight
-        self.output_weight = output_weight
-        self.feature_weight = feature_weight
-        self.feature_decay = feature_decay
-        self.learning_rate = learning_rate
-        self.feature_learning_rate = feature_learning_rate
-        self.cosine_t_max = cosine_t_max
-        self.min_learning_rate = min_learning_rate
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.validation_size = validation_size
-        self.scale = scale
-        self.trainer_kwargs = trainer_kwargs
-        self.trust_remote_code = trust_remote_code
-        self.revision = revision
-        self.random_state = random_state
-        super().__init__()
+
+    # ------------------------------------------------------------------ fitted state
+
+    @property
+    def network_(self):
+        """The fitted network (``pipeline_.network``)."""
+        return self.pipeline_.network
+
+    @property
+    def scaler_(self):
+        """The fitted column scaler (``pipeline_.scaler``), ``None`` with ``scale=False``."""
+        return self.pipeline_.scaler
+
+    @property
+    def pretrained_network_(self):
+        """The pretrained network (``pretrained_pipeline_.network``)."""
+        return self.pretrained_pipeline_.network
 
     # ------------------------------------------------------------------ public
 
@@ -347,9 +249,10 @@ class CALFForecaster(BaseForecaster):
         """Append new observations and optionally continue training.
 
         Same contract as :meth:`sktime.forecasting.base.BaseForecaster.update`, with
-        checks made before any state changes (so a refused ``y`` leaves the cutoff and
-        the history as they were): ``y`` must have the columns seen in ``fit``, in the
-        same order, and finite numeric values.
+        every check made before any state changes: ``y`` must have the columns seen in
+        ``fit`` (same names, same order), finite numeric values, and timestamps that
+        continue each series without a gap. A refused or failed update (an error, or
+        an interruption of the continued training) leaves the forecaster as it was.
 
         Parameters
         ----------
@@ -369,14 +272,12 @@ class CALFForecaster(BaseForecaster):
         Raises
         ------
         ValueError
-            If the columns of ``y`` differ from those seen in ``fit``, or ``y`` holds
-            NaN or infinite values.
+            If the columns of ``y`` differ from those seen in ``fit``, ``y`` holds
+            NaN or infinite values, or its timestamps do not continue the history.
         TypeError
             If ``y`` has non-numeric columns.
         """
-        if self.is_fitted and y is not None and len(y) > 0:
-            self._check_update_data(y, update_params)
-        return super().update(y, X=X, update_params=update_params)
+        return self._transaction(super().update, y, X=X, update_params=update_params)
 
     def update_predict_single(
         self, y=None, fh=None, X=None, update_params: bool = True
@@ -399,47 +300,20 @@ class CALFForecaster(BaseForecaster):
         pandas.Series or pandas.DataFrame
             Forecasts, in the container type of ``y``.
         """
+        return self._transaction(super().update_predict_single, y=y, fh=fh, X=X,
+                                 update_params=update_params)
+
+    def _transaction(self, method, y, **kwargs):
+        """Check ``y`` against the fitted state, then run ``method``; restore state on error."""
         if self.is_fitted and y is not None and len(y) > 0:
-            self._check_update_data(y, update_params)
-        return super().update_predict_single(y=y, fh=fh, X=X, update_params=update_params)
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Return the state to pickle, with every network in CALF's portable saved format.
-
-        ``pickle`` (and so sktime's ``save``) stores each network as the files of
-        :func:`calf_forecaster.persistence.save_calf`: configuration and the weights that
-        are not the pre-trained backbone's. Unpickling rebuilds the backbone from
-        ``backbone``, which must still be loadable (local path or hub cache), and refuses
-        one with other word embeddings.
-        """
-        from torch import nn
-
-        state = self.__dict__.copy()
-        for name, value in state.items():
-            if isinstance(value, nn.Module):
-                state[name] = _SavedNetwork.from_module(value)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickled state, rebuilding every network saved by ``__getstate__``."""
-        state = {
-            name: value.to_module() if isinstance(value, _SavedNetwork) else value
-            for name, value in state.items()
-        }
-        self.__dict__.update(state)
-
-    def __copy__(self) -> CALFForecaster:
-        """Return a shallow copy (shares the networks; no pickling round trip)."""
-        copied = type(self).__new__(type(self))
-        copied.__dict__.update(self.__dict__)
-        return copied
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> CALFForecaster:
-        """Return a deep copy made in memory (networks copied directly, not via pickle)."""
-        copied = type(self).__new__(type(self))
-        memo[id(self)] = copied
-        copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
-        return copied
+            self._check_update_data(y, kwargs.get("update_params", True))
+        snapshot = dict(self.__dict__)
+        try:
+            return method(y, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
 
     # ---------------------------------------------------------- sktime hooks
 
@@ -459,11 +333,13 @@ class CALFForecaster(BaseForecaster):
         CALFForecaster
             ``self``.
         """
+        self._warn_if_exogenous(X)
         series = _split_series(y)
+        _check_time_indexes(series)
         steps = self._relative_steps(fh, series)
         pred_len = int(max(s.max() for s in steps.values()))
-
-        if hasattr(self, "pretrained_network_"):
+        pretrained = getattr(self, "pretrained_pipeline_", None)
+        if pretrained is not None:
             if pred_len > self.pretrain_pred_len_:
                 raise ValueError(
                     f"`fh` reaches {pred_len} steps ahead, beyond the horizon of "
@@ -471,19 +347,20 @@ class CALFForecaster(BaseForecaster):
                     "Pass an fh within it, or pretrain again with a longer fh."
                 )
             pred_len = self.pretrain_pred_len_
-            network = copy.deepcopy(self.pretrained_network_)
-            logger.info("Fine-tuning the pretrained network (horizon %d).", pred_len)
+        config, training = self._configs(pred_len)  # every parameter checked before any work
+        arrays = self._arrays(series, config.seq_len + pred_len, "to fit")
+        if pretrained is not None:
+            logger.info("fine-tuning the pretrained network (horizon %d)", pred_len)
+            pipeline = pretrained.copy()
+            pipeline.training, pipeline.trainer_kwargs = training, dict(self.trainer_kwargs or {})
+            pipeline.verbose = self.verbose
         else:
-            network = self._build_network(pred_len)
-
-        arrays = self._checked_arrays(series, min_length=self.seq_len + pred_len, what="fit")
-        scaler = self._fit_scaler(arrays)
-        self.n_train_windows_ = self._train(network, arrays, scaler, pred_len)
-
-        self.network_ = network
+            pipeline = CALFPipeline.build(config, training, self.trainer_kwargs, self.verbose)
+        run = pipeline.fit(arrays, names=_names(series))
+        self.pipeline_ = pipeline
+        self.n_train_windows_ = run.n_train_windows
         self.pred_len_ = pred_len
         self.columns_ = y.columns.copy()
-        self.scaler_ = scaler
         self._cur_y = y
         return self
 
@@ -511,9 +388,10 @@ class CALFForecaster(BaseForecaster):
                 f"of {self.pred_len_} steps the network was fitted for. Refit with "
                 "this fh."
             )
-        arrays = self._checked_arrays(series, min_length=self.seq_len, what="predict")
-        context = np.stack([a[-self.seq_len :] for a in arrays])  # (N, L, M)
-        forecast = self._forecast_windows(context)  # (N, H, M)
+        seq_len = self.pipeline_.config.seq_len
+        arrays = self._arrays(series, seq_len, "to forecast")
+        context = np.stack([a[-seq_len:] for a in arrays])  # (N, L, M)
+        forecast = self.pipeline_.forecast(context)  # (N, H, M)
 
         frames = []
         for (key, frame), values in zip(series.items(), forecast, strict=True):
@@ -524,6 +402,9 @@ class CALFForecaster(BaseForecaster):
 
     def _update(self, y: pd.DataFrame, X: pd.DataFrame | None = None, update_params: bool = True):
         """Append ``y`` to the history; if asked, continue training on all of it.
+
+        Training works on a copy of the pipeline, which replaces the fitted one only
+        when it succeeded.
 
         Parameters
         ----------
@@ -538,15 +419,17 @@ class CALFForecaster(BaseForecaster):
         CALFForecaster
             ``self``.
         """
-        self._cur_y = update_data(self._cur_y, y)
+        history = update_data(self._cur_y, y)
         if update_params:
-            series = _split_series(self._cur_y)
-            arrays = self._checked_arrays(
-                series, min_length=self.seq_len + self.pred_len_, what="update"
-            )
-            self.n_train_windows_ = self._train(
-                self.network_, arrays, self.scaler_, self.pred_len_
-            )
+            series = _split_series(history)
+            seq_len = self.pipeline_.config.seq_len
+            arrays = self._arrays(series, seq_len + self.pred_len_, "to train at update")
+            pipeline = self.pipeline_.copy()
+            pipeline.training = self._configs(self.pred_len_)[1]
+            run = pipeline.fit(arrays, refit_scaler=False, names=_names(series))
+            self.pipeline_ = pipeline
+            self.n_train_windows_ = run.n_train_windows
+        self._cur_y = history
         return self
 
     def _pretrain(self, y: pd.DataFrame, X: pd.DataFrame | None = None, fh=None):
@@ -572,12 +455,14 @@ class CALFForecaster(BaseForecaster):
                 "sets the horizon of the network, e.g. pretrain(y, fh=[1, 2, 3])."
             )
         pred_len = _pretrain_horizon(fh)
-        network = self._build_network(pred_len)
+        config, training = self._configs(pred_len)
         series = _split_series(y)
-        arrays = self._checked_arrays(series, min_length=self.seq_len + pred_len, what="pretrain")
-        self._train(network, arrays, self._fit_scaler(arrays), pred_len)
+        _check_time_indexes(series)
+        arrays = self._arrays(series, config.seq_len + pred_len, "to pretrain")
+        pipeline = CALFPipeline.build(config, training, self.trainer_kwargs, self.verbose)
+        pipeline.fit(arrays, names=_names(series))
 
-        self.pretrained_network_ = network
+        self.pretrained_pipeline_ = pipeline
         self.pretrain_pred_len_ = pred_len
         self.pretrain_columns_ = y.columns.copy()
         self.n_pretrain_instances_ = len(series)
@@ -599,7 +484,7 @@ class CALFForecaster(BaseForecaster):
         CALFForecaster
             ``self``.
         """
-        if not hasattr(self, "pretrained_network_"):  # fitted, but never pretrained
+        if not hasattr(self, "pretrained_pipeline_"):  # fitted, but never pretrained
             return self._pretrain(y, X=X, fh=fh)
         pred_len = self.pretrain_pred_len_
         if fh is not None and _pretrain_horizon(fh) > pred_len:
@@ -608,244 +493,67 @@ class CALFForecaster(BaseForecaster):
                 f"{pred_len} steps of the pretrained network."
             )
         series = _split_series(y)
-        arrays = self._checked_arrays(series, min_length=self.seq_len + pred_len, what="pretrain")
-        self._train(self.pretrained_network_, arrays, self._fit_scaler(arrays), pred_len)
+        _check_time_indexes(series)
+        seq_len = self.pretrained_pipeline_.config.seq_len
+        arrays = self._arrays(series, seq_len + pred_len, "to pretrain")
+        pipeline = self.pretrained_pipeline_.copy()
+        pipeline.fit(arrays, names=_names(series))
+        self.pretrained_pipeline_ = pipeline
         self.n_pretrain_instances_ += len(series)
         return self
 
     # ----------------------------------------------------------------- helpers
 
-    def _calf_config(self, pred_len: int) -> CALFConfig:
-        """Return the network configuration for horizon ``pred_len``."""
-        from calf_forecaster.config import CALFConfig
+    def _configs(self, pred_len: int) -> tuple[CALFConfig, TrainingConfig]:
+        """The network configuration for horizon ``pred_len`` and the training recipe.
 
-        targets = self.lora_target_modules
-        return CALFConfig(
-            seq_len=self.seq_len,
-            pred_len=pred_len,
-            backbone=self.backbone,
-            n_layers=self.n_layers,
-            pretrained=self.pretrained,
-            llm_mode=self.llm_mode,
-            n_prototypes=self.n_prototypes,
-            lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            lora_target_modules=None if targets is None else tuple(targets),
-            n_heads=self.n_heads,
-            encoder_ff_dim=self.encoder_ff_dim,
-            dropout=self.dropout,
-            loss=self.loss,
-            supervised_weight=self.supervised_weight,
-            output_weight=self.output_weight,
-            feature_weight=self.feature_weight,
-            feature_decay=self.feature_decay,
-            trust_remote_code=self.trust_remote_code,
-            revision=self.revision,
-        )
-
-    def _training_config(self) -> TrainingConfig:
-        """Return the training recipe, seeded by ``random_state``."""
-        from calf_forecaster.config import TrainingConfig
-
-        return TrainingConfig(
-            learning_rate=self.learning_rate,
-            feature_learning_rate=self.feature_learning_rate,
-            cosine_t_max=self.cosine_t_max,
-            min_learning_rate=self.min_learning_rate,
-            batch_size=self.batch_size,
-            max_epochs=max(self._max_epochs(), 1),  # 0 (no training) is the adapter's own case
-            patience=self.patience,
-            seed=self._seed(),
-        )
-
-    def _max_epochs(self) -> int:
-        """Return ``max_epochs`` checked to be an int >= 0."""
-        epochs = self.max_epochs
-        if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)):
-            raise TypeError(f"`max_epochs` must be an int, got {epochs!r}.")
-        if epochs < 0:
-            raise ValueError(f"`max_epochs` must be >= 0, got {epochs}.")
-        return int(epochs)
-
-    def _seed(self) -> int | None:
-        """Return ``random_state`` checked to be an int or None."""
-        seed = self.random_state
-        if seed is None:
-            return None
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"`random_state` must be an int or None, got {seed!r}.")
-        return int(seed)
-
-    def _build_network(self, pred_len: int) -> nn.Module:
-        """Build a CALF network for horizon ``pred_len``, seeded by ``random_state``."""
-        import torch
-
-        from calf_forecaster.model import CALF
-
-        config = self._calf_config(pred_len)
-        seed = self._seed()
-        # fork the global RNG so that seeding here leaves the caller's RNG untouched
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
-            return CALF(config)
-
-    def _fit_scaler(self, arrays: list[np.ndarray]):
-        """Return a ChannelScaler fitted on ``arrays``, or None if ``scale=False``."""
-        from calf_forecaster.data import ChannelScaler
-
-        if not self.scale:
-            return None
-        scaler = ChannelScaler()
-        scaler.fit(arrays)
-        return scaler
-
-    def _validation_size(self) -> float | int:
-        """Return ``validation_size`` checked for type and range."""
-        size = self.validation_size
-        if size is None or isinstance(size, (bool, np.bool_)):
-            raise TypeError(f"`validation_size` must be a float or an int, got {size!r}.")
-        if isinstance(size, (int, np.integer)):
-            if size < 0:
-                raise ValueError(f"`validation_size` must be >= 0, got {size}.")
-            return int(size)
-        if isinstance(size, (float, np.floating)) and 0.0 <= size < 1.0:
-            return float(size)
-        raise ValueError(
-            "`validation_size` must be a float in [0, 1) (a fraction of every series) "
-            f"or an int >= 0 (a number of time points), got {size!r}."
-        )
-
-    def _train(self, network: nn.Module, arrays: list[np.ndarray], scaler, pred_len: int) -> int:
-        """Train ``network`` in place on the windows of ``arrays``; return their number.
-
-        The network is left on CPU in eval mode, whatever device trained it. With
-        ``max_epochs=0`` it is left as it is and 0 is returned.
+        Both validate every parameter; sktime expects errors here, not in ``__init__``.
         """
-        from calf_forecaster.data import WindowDataset, split_for_validation
-        from calf_forecaster.training import train_calf
-
-        training_config = self._training_config()  # validates the recipe even for 0 epochs
-        validation_size = self._validation_size()
-        if self._max_epochs() == 0:
-            logger.info("max_epochs=0: the network keeps its current weights.")
-            network.to("cpu").eval()
-            return 0
-        scaled = arrays if scaler is None else [scaler.transform(a) for a in arrays]
-        val_series: list[np.ndarray] = []
-        train_series = scaled
-        if validation_size:
-            train_series, val_series = split_for_validation(
-                scaled, validation_size, self.seq_len, pred_len
-            )
-            if not val_series:
-                logger.warning(
-                    "validation_size=%r leaves no series long enough for a validation "
-                    "window; training %d epochs without early stopping.",
-                    validation_size,
-                    training_config.max_epochs,
-                )
-        train_data = WindowDataset(train_series, self.seq_len, pred_len)
-        val_data = WindowDataset(val_series, self.seq_len, pred_len) if val_series else None
-        logger.info(
-            "Training CALF on %d windows (%d validation) from %d series.",
-            len(train_data),
-            0 if val_data is None else len(val_data),
-            len(arrays),
-        )
-        train_calf(
-            network,
-            train_data,
-            val_data,
-            training_config,
-            trainer_kwargs=dict(self.trainer_kwargs or {}),
-        )
-        network.to("cpu").eval()
-        return len(train_data)
-
-    def _forecast_windows(self, context: np.ndarray) -> np.ndarray:
-        """Forecast (N, L, M) raw context windows; return (N, H, M) raw forecasts."""
-        from calf_forecaster.training import predict_windows
-
-        scaler = self.scaler_
-        x = context if scaler is None else scaler.transform(context)  # (N, L, M)
-        device = self._inference_device()
-        network = self.network_
+        fields = split_values(PARAMETERS, self.get_params(deep=False))
         try:
-            if device != "cpu":
-                network.to(device)
-            forecast = predict_windows(network, x, self.batch_size, device=device)
-        finally:
-            if device != "cpu":
-                network.to("cpu")
-        forecast = np.asarray(forecast, dtype=np.float64)
-        if scaler is not None:
-            forecast = scaler.inverse_transform(forecast)  # (N, H, M)
-        return forecast
+            return (CALFConfig(**fields[CALFConfig], pred_len=pred_len),
+                    TrainingConfig(**fields[TrainingConfig]))
+        except ValueError as error:  # name the parameter as this class calls it
+            message = str(error)
+            for parameter in PARAMETERS:
+                if parameter.field is not None and parameter.field != parameter.name:
+                    message = message.replace(f"`{parameter.field}`", f"`{parameter.name}`")
+            raise type(error)(message) from error
 
-    def _inference_device(self) -> str:
-        """Return "cuda" if ``trainer_kwargs`` asks for a GPU and one is present, else "cpu"."""
-        import torch
+    def _arrays(self, series: dict[SeriesKey, pd.DataFrame], required: int,
+                what: str) -> list[np.ndarray]:
+        """The float64 (T, M) values of every series, refusing bad or short ones first."""
+        return check_series([frame.to_numpy() for frame in series.values()], required,
+                            _names(series), f"{what} (seq_len={self.seq_len} plus the horizon "
+                                            f"after each series' end, if any)")
 
-        accelerator = str((self.trainer_kwargs or {}).get("accelerator", "cpu")).lower()
-        if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
-            return "cuda"
-        return "cpu"
-
-    def _checked_arrays(
-        self, series: dict[SeriesKey, pd.DataFrame], min_length: int, what: str
-    ) -> list[np.ndarray]:
-        """Return the float64 (T, M) values of every series, refusing bad or short ones.
-
-        Raises ``TypeError`` for non-numeric columns, ``ValueError`` for NaN or infinite
-        values and for series shorter than ``min_length``.
-        """
-        from calf_forecaster.data import check_values
-
-        arrays = []
-        for key, frame in series.items():
-            values = check_values(frame.to_numpy(), f"y{_describe(key)}")
-            if len(values) < min_length:
-                horizon = min_length - self.seq_len
-                raise ValueError(
-                    f"y{_describe(key)} has {len(values)} time points, but {what} needs "
-                    f"at least {min_length} (seq_len={self.seq_len}"
-                    + (f" + {horizon} steps of horizon after the series' end" if horizon else "")
-                    + "). CALFForecaster does not pad short series: use a shorter "
-                    "seq_len or horizon, or a longer series."
-                )
-            arrays.append(values)
-        return arrays
+    def _warn_if_exogenous(self, X) -> None:
+        if X is not None and not getattr(self, "_warned_exogenous", False):
+            logger.warning("CALFForecaster does not use exogenous data yet: `X` is ignored")
+            self._warned_exogenous = True
 
     def _check_update_data(self, y, update_params: bool) -> None:
-        """Refuse ``y`` for ``update`` if its columns, values or lengths do not fit the model."""
-        from sktime.datatypes import convert_to
-
+        """Refuse ``y`` for ``update`` if its columns, values, timestamps or lengths do not fit."""
         valid, _, metadata = check_is_scitype(
-            y,
-            scitype=["Series", "Panel", "Hierarchical"],
-            return_metadata=["n_features", "feature_names"],
-        )
+            y, scitype=["Series", "Panel", "Hierarchical"], return_metadata=["scitype"])
         if not valid:
             return  # sktime's own checks raise the error for invalid containers
-        expected = list(self.columns_)
-        if metadata["n_features"] != len(expected) or (
-            isinstance(y, pd.DataFrame) and list(metadata["feature_names"]) != expected
-        ):
-            raise ValueError(
-                f"y passed to update has columns {list(metadata['feature_names'])}, but "
-                f"CALFForecaster was fitted on columns {expected}. Pass the same columns "
-                "in the same order (the network is causal across columns), or refit."
-            )
         inner = convert_to(y, to_type=self.get_tag("y_inner_mtype"), as_scitype=metadata["scitype"])
+        expected = list(self.columns_)
+        if list(inner.columns) != expected:
+            raise ValueError(
+                f"y passed to update has columns {list(inner.columns)}, but "
+                f"CALFForecaster was fitted on columns {expected}. Pass the same columns "
+                "(same names, same order: the network is causal across columns), or refit."
+            )
         new_series = _split_series(inner)
-        self._checked_arrays(new_series, min_length=0, what="update")
-        # a series new to the panel must be long enough to forecast (and to train on)
         history = _split_series(self._cur_y)
-        required = self.seq_len + (self.pred_len_ if update_params else 0)
+        check_series([frame.to_numpy() for frame in new_series.values()], 0, _names(new_series),
+                     "to update", "")
+        required = self.pipeline_.config.seq_len + (self.pred_len_ if update_params else 0)
         for key, frame in new_series.items():
             seen = history.get(key)
+            _check_continues(key, seen.index if seen is not None else None, frame.index)
             length = len(frame.index if seen is None else seen.index.union(frame.index))
             if length < required:
                 raise ValueError(
@@ -881,8 +589,8 @@ class CALFForecaster(BaseForecaster):
     def get_test_params(cls, parameter_set: str = "default") -> list[dict[str, Any]]:
         """Return fast parameter sets for sktime's estimator checks.
 
-        Both sets use a tiny randomly initialised GPT-2 that is built and saved to a
-        temporary directory on first use (no network access).
+        Both sets use the tiny randomly initialised GPT-2 of
+        :mod:`calf_forecaster.testing`, built and saved on first use (no network).
 
         Parameters
         ----------
@@ -895,15 +603,15 @@ class CALFForecaster(BaseForecaster):
             Two parameter sets; their windows fit sktime's shortest test series
             (10 time points with a 3-step horizon).
         """
-        backbone = _tiny_backbone()
+        from calf_forecaster.testing import tiny_backbone
+
         common = {
-            "backbone": backbone,
+            "backbone": tiny_backbone(),
             "n_layers": 2,
             "n_heads": 4,
             "n_prototypes": 8,
             "encoder_ff_dim": 16,
             "batch_size": 64,  # one optimiser step per epoch on sktime's test series
-            "trainer_kwargs": {"enable_progress_bar": False, "logger": False},
             "random_state": 0,
         }
         return [
@@ -923,45 +631,17 @@ class CALFForecaster(BaseForecaster):
         ]
 
 
-# ------------------------------------------------------------------ pickling networks
+def _store_parameters(self: CALFForecaster, values: dict[str, Any]) -> None:
+    """``__init__``'s body: store every parameter unchanged (sktime's contract)."""
+    for name, value in values.items():
+        setattr(self, name, value)
+    BaseForecaster.__init__(self)
 
 
-class _SavedNetwork:
-    """Picklable stand-in for a CALF network: the files written by ``save_calf``.
-
-    Parameters
-    ----------
-    files : dict of str to bytes
-        File name -> content of the saved-model directory.
-    """
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-
-    @classmethod
-    def from_module(cls, network: nn.Module) -> _SavedNetwork:
-        """Save ``network`` with :func:`~calf_forecaster.persistence.save_calf`, keep the bytes."""
-        import tempfile
-        from pathlib import Path
-
-        from calf_forecaster.persistence import save_calf
-
-        with tempfile.TemporaryDirectory(prefix="calf-pickle-") as directory:
-            save_calf(network, directory)
-            return cls({p.name: p.read_bytes() for p in Path(directory).iterdir()})
-
-    def to_module(self) -> nn.Module:
-        """Rebuild the network with :func:`~calf_forecaster.persistence.load_calf` (CPU, eval)."""
-        import tempfile
-        from pathlib import Path
-
-        from calf_forecaster.persistence import load_calf
-
-        with tempfile.TemporaryDirectory(prefix="calf-unpickle-") as directory:
-            for name, content in self.files.items():
-                (Path(directory) / name).write_bytes(content)
-            network, _ = load_calf(directory)
-        return network
+CALFForecaster.__init__ = make_init(PARAMETERS, _store_parameters,
+                                    qualname="CALFForecaster.__init__")
+CALFForecaster.__doc__ = CALFForecaster.__doc__.replace(
+    "    {parameters}\n", "    Parameters\n    ----------\n" + numpydoc_parameters(PARAMETERS) + "\n\n")
 
 
 # --------------------------------------------------------------- series and horizons
@@ -997,14 +677,63 @@ def _join_series(
                         columns=frames[0].columns)
 
 
+def _names(series: dict[SeriesKey, pd.DataFrame]) -> list[str]:
+    """Readable names of the series of a panel, for error messages."""
+    return [f"y{_describe(key)}" for key in series]
+
+
+def _series_freq(time_index: pd.Index):
+    """The frequency of one series' DatetimeIndex: its own, or inferred from its steps."""
+    return time_index.freq or (pd.infer_freq(time_index) if len(time_index) >= 3 else None)
+
+
+def _check_time_indexes(series: dict[SeriesKey, pd.DataFrame]) -> None:
+    """Refuse timestamps sktime cannot extend: unsorted, duplicated or irregular ones."""
+    for key, frame in series.items():
+        index = frame.index
+        if not index.is_monotonic_increasing or index.has_duplicates:
+            raise ValueError(
+                f"the time index of y{_describe(key)} is "
+                f"{'not unique' if index.has_duplicates else 'not sorted'}; sort it and drop "
+                "duplicated time points (y.sort_index(), y[~y.index.duplicated()]) first.")
+        if isinstance(index, pd.DatetimeIndex) and _series_freq(index) is None:
+            raise ValueError(
+                f"the DatetimeIndex of y{_describe(key)} has no regular frequency, so forecasts "
+                "cannot be given timestamps; make it regular first, e.g. y.asfreq('h') (then "
+                "impute the gaps) or y.resample('h').mean().")
+
+
+def _check_continues(key: SeriesKey, seen: pd.Index | None, new: pd.Index) -> None:
+    """Refuse an update of one series that is unsorted, goes back in time or leaves a gap."""
+    _check_time_indexes({key: pd.DataFrame(index=new)})
+    if seen is None or len(seen) == 0:
+        return
+    if new[-1] < seen[-1]:
+        raise ValueError(f"the update of y{_describe(key)} ends at {new[-1]}, before the end of "
+                         f"its history ({seen[-1]}); pass observations after {seen[-1]}.")
+    if isinstance(seen, pd.DatetimeIndex | pd.PeriodIndex):
+        union = seen.union(new)
+        regular = (_series_freq(union) is not None if isinstance(union, pd.DatetimeIndex)
+                   else len(union) == (union[-1] - union[0]).n + 1)
+        if not regular:
+            raise ValueError(f"the update of y{_describe(key)} starts at {new[0]}, leaving a gap "
+                             f"after the history's end {seen[-1]}; pass the missing time points "
+                             "too (impute them if need be).")
+
+
 def _series_cutoff(time_index: pd.Index, global_cutoff: pd.Index) -> pd.Index:
-    """Return the last time point of one series as a one-element index with a freq."""
-    if len(global_cutoff) == 1 and time_index[-1] == global_cutoff[0]:
+    """Return the last time point of one series as a one-element index with a freq.
+
+    The frequency is the series' own (inferred from its steps if need be): a panel's overall
+    time level has none as soon as its series' date ranges overlap.
+    """
+    if len(global_cutoff) == 1 and time_index[-1] == global_cutoff[0] \
+            and getattr(global_cutoff, "freq", True) is not None:
         return global_cutoff
     cutoff = time_index[-1:]
-    freq = getattr(global_cutoff, "freq", None)
-    if freq is not None and hasattr(cutoff, "freq") and not isinstance(cutoff, pd.PeriodIndex):
-        cutoff = type(cutoff)(cutoff, freq=freq)
+    if isinstance(cutoff, pd.DatetimeIndex):
+        freq = getattr(global_cutoff, "freq", None) or _series_freq(time_index)
+        cutoff = pd.DatetimeIndex(cutoff, freq=freq)
     return cutoff
 
 
@@ -1032,35 +761,3 @@ def _pretrain_horizon(fh: ForecastingHorizon) -> int:
     return int(steps.max())
 
 
-_TINY_BACKBONES: dict[str, str] = {}
-
-
-def _tiny_backbone() -> str:
-    """Return the directory of a tiny random GPT-2, built once per process, offline.
-
-    Only for tests: 2 blocks, width 32, 4 heads, 64-token vocabulary.
-    """
-    if "gpt2" not in _TINY_BACKBONES:
-        import atexit
-        import shutil
-        import tempfile
-
-        import torch
-        from transformers import GPT2Config, GPT2Model
-
-        directory = tempfile.mkdtemp(prefix="calf-tiny-gpt2-")
-        atexit.register(shutil.rmtree, directory, ignore_errors=True)
-        config = GPT2Config(
-            n_layer=2,
-            n_embd=32,
-            n_head=4,
-            vocab_size=64,
-            n_positions=32,
-            bos_token_id=0,
-            eos_token_id=0,
-        )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            GPT2Model(config).save_pretrained(directory)
-        _TINY_BACKBONES["gpt2"] = directory
-    return _TINY_BACKBONES["gpt2"]

@@ -1,24 +1,35 @@
-"""Training CALF with PyTorch Lightning: the recipe of ``calf-method.md`` §4, shared by adapters.
+"""Training CALF with PyTorch Lightning: the recipe of ``docs/method.md`` §4, shared by adapters.
 
 The two Adam optimisers of §4 (main parameters at a cosine-annealed 5e-4, feature projections at a
-constant 1e-4) are one ``torch.optim.Adam`` with two parameter groups and a per-group
-``LambdaLR``: Adam updates each parameter from its own moments, so the updates are identical to two
-optimisers (a test checks this), and Lightning sees one optimiser, which keeps automatic
-optimisation, mixed precision, gradient clipping and DDP working unchanged.
+constant 1e-4) are one ``torch.optim.Adam`` with the two parameter groups of
+:meth:`CALF.parameter_groups <calf_forecaster.model.CALF.parameter_groups>` and a per-group
+``LambdaLR`` (:func:`learning_rate_factors`): Adam updates each parameter from its own moments, so
+the updates are identical to two optimisers (a test checks this), and Lightning sees one
+optimiser, which keeps automatic optimisation, mixed precision, gradient clipping and DDP working.
+:func:`build_optimizer` is the one place that builds it, for this module's Lightning module and
+the darts adapter's.
 
 Validation runs in eval mode (Lightning's default; the reference's dropout-on validation is not
 reproduced) and scores the temporal branch's MSE averaged over every window.
 
-Lightning checkpoints (a ``ModelCheckpoint`` callback) hold what :func:`save_calf
-<calf_forecaster.persistence.save_calf>` holds, not the pre-trained backbone's frozen weights, plus
-the optimiser, schedule, early-stopping and best-epoch state, so ``train_calf(..., ckpt_path=...)``
-resumes a run where it stopped.
+Lightning checkpoints (a ``ModelCheckpoint`` callback) follow the checkpoint rule of
+:mod:`calf_forecaster.persistence`: what :func:`save_calf <calf_forecaster.persistence.save_calf>`
+holds, not the pre-trained backbone's frozen weights, plus the optimiser, schedule,
+early-stopping and best-epoch state, so ``train_calf(..., ckpt_path=...)`` resumes a run.
+
+Library calls are quiet: no Lightning banner, tips, model summary or progress bar unless asked
+(``verbose=True``, or the user's own ``trainer_kwargs``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,43 +42,121 @@ from torch.utils.data import DataLoader, Dataset
 from calf_forecaster.config import TrainingConfig
 from calf_forecaster.losses import calf_loss
 from calf_forecaster.model import CALF
-from calf_forecaster.persistence import BackboneMismatchError, has_other_backbone
+from calf_forecaster.persistence import (
+    FINGERPRINT_KEY,
+    check_backbone,
+    check_complete,
+    strip_backbone,
+)
 
 logger = logging.getLogger(__name__)
 
 VALIDATION_METRIC = "val_mse"
 CHECKPOINT_PREFIX = "model."  # CALFLightningModule.model
-FINGERPRINT_KEY = "calf_embedding_fingerprint"
+_LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning")
+#: Lightning warnings about its own internals or about choices CALF makes on purpose, hidden
+#: inside library calls only (the user's own code still sees them).
+_LIGHTNING_NOISE = (
+    r".*isinstance\(treespec, LeafSpec\).*",  # Lightning's use of a torch-internal API
+    r".*defined a `validation_step` but have no `val_dataloader`.*",  # training without validation
+    r".*does not have many workers which may be a bottleneck.*",  # in-memory windows need none
+)
+
+
+class NonFiniteForecastError(ValueError):
+    """The network produced NaN or infinite forecasts (overflow, or non-finite weights)."""
 
 
 def cosine_factor(epoch: int, base_lr: float, config: TrainingConfig) -> float:
     """Multiplier of ``base_lr`` at ``epoch``: ``CosineAnnealingLR(T_max, eta_min)`` in closed form."""
+    if config.cosine_t_max is None:
+        return 1.0
     lr = config.min_learning_rate + (base_lr - config.min_learning_rate) * (
         1 + math.cos(math.pi * epoch / config.cosine_t_max)) / 2
     return lr / base_lr
 
 
-def build_optimizer(model: CALF, config: TrainingConfig
-                    ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam with the main group (cosine per epoch) and the feature-projection group (constant).
+def constant_factor(epoch: int) -> float:
+    """Multiplier of a constant learning rate (the feature group's)."""
+    return 1.0
+
+
+def learning_rate_factors(config: TrainingConfig, base_lr: float | None = None
+                          ) -> list[Callable[[int], float]]:
+    """Per-epoch ``LambdaLR`` factors of the two groups: cosine (main), constant (features).
+
+    Plain functions, which ``LambdaLR`` leaves out of its state (checkpoints stay weights-only).
+    """
+    rate = config.learning_rate if base_lr is None else base_lr
+
+    def main_factor(epoch: int) -> float:
+        return cosine_factor(epoch, rate, config)
+
+    return [main_factor, constant_factor]
+
+
+def build_optimizer(model: CALF, config: TrainingConfig,
+                    optimizer_cls: type[torch.optim.Optimizer] = torch.optim.Adam,
+                    optimizer_kwargs: dict[str, Any] | None = None,
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimiser over :meth:`CALF.parameter_groups` and its per-epoch schedule.
+
+    Parameters
+    ----------
+    model
+        The network.
+    config
+        Learning rates, schedule and grouping.
+    optimizer_cls, optimizer_kwargs
+        The optimiser (Adam) and its options; an ``"lr"`` there replaces
+        ``config.learning_rate`` for the main group (darts' convention).
 
     Returns
     -------
     optimizer, scheduler
         The scheduler is meant to step once per epoch.
     """
-    groups = [
-        {"params": list(model.main_parameters()), "lr": config.learning_rate},
-        {"params": list(model.feature_projection_parameters()), "lr": config.feature_learning_rate},
-    ]
-    # One fused kernel per step where every parameter lives on a device that has it (CPU, CUDA).
-    fused = all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
-    optimizer = torch.optim.Adam(groups, fused=fused)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [
-        lambda epoch: cosine_factor(epoch, config.learning_rate, config),
-        lambda epoch: 1.0,
-    ])
+    kwargs = dict(optimizer_kwargs or {})
+    base_lr = kwargs.pop("lr", config.learning_rate)
+    main, features = model.parameter_groups(config)
+    main["lr"] = base_lr
+    kept = [(group, factor) for group, factor in
+            zip((main, features), learning_rate_factors(config, base_lr)) if group["params"]]
+    groups, factors = [group for group, _ in kept], [factor for _, factor in kept]
+    if optimizer_cls is torch.optim.Adam and "fused" not in kwargs:
+        # One fused kernel per step where every parameter lives on a device that has it.
+        kwargs["fused"] = all(p.device.type in ("cpu", "cuda")
+                              for group in groups for p in group["params"])
+    try:
+        optimizer = optimizer_cls(groups, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"could not build optimizer_cls={optimizer_cls} with optimizer_kwargs="
+                         f"{optimizer_kwargs}: {error}") from error
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     return optimizer, scheduler
+
+
+@contextmanager
+def quiet_lightning(verbose: bool = False) -> Iterator[None]:
+    """Silence Lightning's informational output (device banner, tips) unless ``verbose``.
+
+    Warnings still pass; the loggers' levels are restored afterwards.
+    """
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            for message in _LIGHTNING_NOISE:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 class CALFLightningModule(pl.LightningModule):
@@ -94,7 +183,7 @@ class CALFLightningModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch  # (B, L, M), (B, H, M)
-        parts = calf_loss(self.model(x, with_text_branch=True), y, self.model.config)
+        parts = calf_loss(self.model(x, with_text_branch=True), y, self.training_config)
         self.log_dict({"train_loss": parts.total, "train_supervised": parts.supervised,
                        "train_output": parts.output, "train_feature": parts.feature},
                       on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
@@ -110,22 +199,15 @@ class CALFLightningModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Drop the pre-trained backbone's frozen weights: they are rebuilt from ``backbone``."""
-        dropped = {f"{CHECKPOINT_PREFIX}{key}" for key in self.model.backbone_state_keys}
-        checkpoint["state_dict"] = {key: value for key, value in checkpoint["state_dict"].items()
-                                    if key not in dropped}
+        checkpoint["state_dict"] = strip_backbone(checkpoint["state_dict"], self.model,
+                                                  CHECKPOINT_PREFIX)
         checkpoint[FINGERPRINT_KEY] = self.model.embedding_fingerprint
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another backbone or one that lacks trained weights."""
-        model = self.model
-        if has_other_backbone(model, checkpoint.get(FINGERPRINT_KEY)):
-            raise BackboneMismatchError(
-                f"this checkpoint was trained on a backbone with other word embeddings than "
-                f"{model.config.backbone!r}; build the model on the original backbone")
-        expected = {f"{CHECKPOINT_PREFIX}{key}" for key in model.portable_state_dict()}
-        missing = sorted(expected - checkpoint["state_dict"].keys())
-        if missing:
-            raise KeyError(f"checkpoint does not fit this CALF configuration: missing {missing[:5]}")
+        check_backbone(self.model, checkpoint.get(FINGERPRINT_KEY),
+                       "build the model on the original backbone")
+        check_complete(checkpoint.get("state_dict", {}), self.model, CHECKPOINT_PREFIX)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer, scheduler = build_optimizer(self.model, self.training_config)
@@ -170,10 +252,85 @@ def seed_everything(seed: int | None) -> None:
         pl.seed_everything(seed, workers=True, verbose=False)
 
 
+@dataclass
+class TrainingRun:
+    """What one :func:`fit_calf` call did.
+
+    Attributes
+    ----------
+    model
+        The trained network (in place), in eval mode.
+    epochs
+        Epochs run (0 with ``max_epochs=0``).
+    device
+        Device the training ran on (the root device under DDP).
+    seconds
+        Wall-clock time of ``Trainer.fit``.
+    n_train_windows, n_val_windows
+        Windows per epoch.
+    """
+
+    model: CALF
+    epochs: int
+    device: torch.device
+    seconds: float
+    n_train_windows: int
+    n_val_windows: int
+
+
+def fit_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
+             training_config: TrainingConfig,
+             trainer_kwargs: dict[str, Any] | None = None,
+             ckpt_path: str | None = None, verbose: bool = False) -> TrainingRun:
+    """Fit ``model`` in place with Lightning; see :func:`train_calf` for the parameters.
+
+    Returns
+    -------
+    TrainingRun
+        The model (eval mode, best validation epoch restored when validating) and the run's cost.
+    """
+    n_train = len(train_dataset)
+    n_val = 0 if val_dataset is None else len(val_dataset)
+    if training_config.max_epochs == 0:
+        logger.info("max_epochs=0: the network keeps its current weights")
+        return TrainingRun(model.eval(), 0, next(model.parameters()).device, 0.0, n_train, n_val)
+    if n_train == 0:
+        raise ValueError("the training data hold no window; provide longer series or a shorter "
+                         "seq_len / horizon")
+    seed_everything(training_config.seed)
+    # Shuffling draws from the seeded global generator: a DataLoader holding its own
+    # torch.Generator cannot be sent to ``ddp_spawn`` workers (torch's shared-memory pickling).
+    train_loader = DataLoader(train_dataset, batch_size=training_config.batch_size, shuffle=True,
+                              drop_last=False)
+    val_loader = (DataLoader(val_dataset, batch_size=training_config.batch_size)
+                  if val_dataset is not None and n_val > 0 else None)
+    options: dict[str, Any] = dict(trainer_kwargs or {})
+    callbacks = list(options.pop("callbacks", None) or [])
+    if val_loader is not None:
+        callbacks += [EarlyStopping(VALIDATION_METRIC, patience=training_config.patience,
+                                    mode="min"), RestoreBestWeights()]
+    defaults: dict[str, Any] = {
+        "max_epochs": training_config.max_epochs, "logger": False,
+        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        "enable_model_summary": verbose, "enable_progress_bar": verbose,
+        "num_sanity_val_steps": 0, "deterministic": False,
+    }
+    if val_loader is None:
+        defaults["limit_val_batches"] = 0  # nothing to validate: no empty validation loop
+    with quiet_lightning(verbose):
+        trainer = pl.Trainer(**{**defaults, **options, "callbacks": callbacks})
+        module = CALFLightningModule(model.train(), training_config)
+        started = time.perf_counter()
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+        seconds = time.perf_counter() - started
+    return TrainingRun(model.eval(), int(trainer.current_epoch), trainer.strategy.root_device,
+                       seconds, n_train, n_val)
+
+
 def train_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
                training_config: TrainingConfig,
                trainer_kwargs: dict[str, Any] | None = None,
-               ckpt_path: str | None = None) -> CALF:
+               ckpt_path: str | None = None, verbose: bool = False) -> CALF:
     """Fit ``model`` in place with Lightning and return it in eval mode.
 
     Parameters
@@ -184,61 +341,28 @@ def train_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
         Datasets of ``(x (L, M), y (H, M_t))`` pairs; without validation data there is no early
         stopping and training runs ``max_epochs``.
     training_config
-        Recipe and seed (the seed here fixes shuffling and dropout).
+        Losses, recipe and seed (the seed here fixes shuffling and dropout). ``max_epochs=0``
+        returns the model unchanged.
     trainer_kwargs
         Extra ``pytorch_lightning.Trainer`` arguments (``accelerator``, ``devices``, ``precision``,
-        ``callbacks`` ...); they override the defaults, and ``callbacks`` are added to CALF's.
-        Checkpointing is on when ``callbacks`` hold a ``ModelCheckpoint``.
+        ``callbacks``, ``enable_progress_bar`` ...); they override the defaults, and ``callbacks``
+        are added to CALF's. Checkpointing is on when ``callbacks`` hold a ``ModelCheckpoint``.
     ckpt_path
         A Lightning checkpoint of an earlier run of the same model and data to resume from
         (weights, optimiser, schedule, epoch, early stopping); ``"last"`` as in Lightning.
+    verbose
+        Show Lightning's progress bar, model summary and messages.
 
     Returns
     -------
     CALF
         The trained model (best validation epoch restored when validating).
     """
-    seed_everything(training_config.seed)
-    # Shuffling draws from the seeded global generator: a DataLoader holding its own
-    # torch.Generator cannot be sent to ``ddp_spawn`` workers (torch's shared-memory pickling).
-    train_loader = DataLoader(train_dataset, batch_size=training_config.batch_size, shuffle=True,
-                              drop_last=False)
-    val_loader = (DataLoader(val_dataset, batch_size=training_config.batch_size)
-                  if val_dataset is not None and len(val_dataset) > 0 else None)
-    options: dict[str, Any] = dict(trainer_kwargs or {})
-    callbacks = list(options.pop("callbacks", None) or [])
-    if val_loader is not None:
-        callbacks += [EarlyStopping(VALIDATION_METRIC, patience=training_config.patience,
-                                    mode="min"), RestoreBestWeights()]
-    defaults: dict[str, Any] = {
-        "max_epochs": training_config.max_epochs, "logger": False,
-        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
-        "enable_model_summary": False, "num_sanity_val_steps": 0, "deterministic": False,
-    }
-    if val_loader is None:
-        defaults["limit_val_batches"] = 0  # nothing to validate: no empty validation loop
-    trainer = pl.Trainer(**{**defaults, **options, "callbacks": callbacks})
-    module = CALFLightningModule(model.train(), training_config)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
-    return model.eval()
+    return fit_calf(model, train_dataset, val_dataset, training_config, trainer_kwargs,
+                    ckpt_path, verbose).model
 
 
-@torch.inference_mode()
-def predict_windows(model: CALF, x: np.ndarray | torch.Tensor, batch_size: int = 256,
-                    device: torch.device | str | None = None) -> np.ndarray:
-    """Temporal-branch forecasts (N, H, M) of lookback windows (N, L, M), in eval mode.
-
-    Parameters
-    ----------
-    model
-        A (trained) network; its train/eval mode is restored afterwards.
-    x
-        Lookback windows, numeric, without NaNs.
-    batch_size
-        Windows per forward pass; the last partial batch is kept.
-    device
-        Where to run; default: where the model's parameters are.
-    """
+def _as_windows(x: np.ndarray | torch.Tensor) -> np.ndarray:
     array = np.asarray(x) if not isinstance(x, torch.Tensor) else x.detach().cpu().numpy()
     if array.dtype.kind not in "iuf":
         raise TypeError(f"`x` must be numeric, got dtype {array.dtype}")
@@ -246,15 +370,54 @@ def predict_windows(model: CALF, x: np.ndarray | torch.Tensor, batch_size: int =
         raise ValueError(f"`x` must have shape (windows, seq_len, n_variates), got {array.shape}")
     if not np.isfinite(array).all():
         raise ValueError("`x` holds NaN or infinite values; impute them before predicting")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    return array
+
+
+@torch.inference_mode()
+def predict_windows(model: CALF, x: np.ndarray | torch.Tensor, batch_size: int = 256,
+                    device: torch.device | str | None = None) -> np.ndarray:
+    """Temporal-branch forecasts (N, H, M) of lookback windows (N, L, M), in eval mode.
+
+    The statistics of every window are taken in float64 and the forecasts returned in float64,
+    so values near float32's range do not overflow. A non-finite forecast raises.
+
+    Parameters
+    ----------
+    model
+        A (trained) network; its train/eval mode and its device are restored afterwards.
+    x
+        Lookback windows, numeric, without NaNs.
+    batch_size
+        Windows per forward pass; the last partial batch is kept.
+    device
+        Where to run; default: where the model's parameters are.
+
+    Raises
+    ------
+    NonFiniteForecastError
+        If a forecast is NaN or infinite.
+    """
+    array = _as_windows(x)
+    home = next(model.parameters()).device
+    device = torch.device(device) if device is not None else home
     was_training = model.training
     model.eval()
     try:
+        if device != home:
+            model.to(device)
         outputs = [model.predict(torch.tensor(array[start:start + batch_size],
-                                                 dtype=torch.float32, device=device)).cpu()
+                                                 dtype=torch.float64, device=device)).cpu()
                    for start in range(0, len(array), batch_size)]
     finally:
+        if device != home:
+            model.to(home)
         model.train(was_training)
-    return torch.cat(outputs).numpy() if outputs else np.zeros((0, model.config.pred_len,
-                                                                array.shape[2]), np.float32)
-
+    forecast = torch.cat(outputs).double().numpy() if outputs else np.zeros(
+        (0, model.config.pred_len, array.shape[2]))
+    if not np.isfinite(forecast).all():
+        raise NonFiniteForecastError(
+            f"the network produced {int((~np.isfinite(forecast)).sum())} NaN or infinite "
+            f"forecast values; its inputs are finite, so the weights are non-finite or the "
+            f"values overflow the network's precision: rescale the data (scale=True, or a "
+            f"scaler) or check the training loss")
+    return forecast

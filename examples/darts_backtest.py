@@ -47,7 +47,7 @@ TINY_BACKBONE = {"n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 1024, "n
                  "bos_token_id": 0, "eos_token_id": 0}
 TINY_CALF = {"n_layers": 2, "n_heads": 4, "n_prototypes": 32, "encoder_ff_dim": 128,
              "pretrained": False}
-#: ``calf-method.md``: GPT-2 small, K=6, P=500; batch 256, <= 100 epochs, patience 10 (ETTh1).
+#: ``docs/method.md``: GPT-2 small, K=6, P=500; batch 256, <= 100 epochs, patience 10 (ETTh1).
 REFERENCE_CALF = {"backbone": "gpt2", "n_layers": 6, "n_heads": 12, "n_prototypes": 500,
                   "encoder_ff_dim": 2048, "pretrained": True}
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny backbones built from a config and saved like a real model, offline."""
+"""Shared fixtures: tiny backbones built from a config and saved like a real model, offline.
+
+The tiny GPT-2 and its config live in :mod:`calf_forecaster.testing` (one definition for tests,
+``get_test_params``, docstring examples and examples).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from calf_forecaster.paths import data_search_path  # noqa: E402
+from calf_forecaster.testing import save_tiny_gpt2, tiny_config  # noqa: E402, F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("CALF_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+#: The first data directory of calf_forecaster.paths' search order that holds the ETT files.
+DATA_DIR = next((folder for folder in data_search_path() if (folder / "ett").is_dir()),
+                REPO_ROOT.parent / "shared" / "data")
+
+
+def _ett_path() -> Path | None:
+    path = DATA_DIR / "ett" / "ETTh1.csv"
+    return path if path.is_file() else None
 
 
 @pytest.fixture(autouse=True)
@@ -19,19 +33,6 @@ def _isolated_prototype_cache(tmp_path_factory: pytest.TempPathFactory,
                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Prototype cache in a per-session temporary folder, never the user's home."""
     monkeypatch.setenv("CALF_FORECASTER_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-def save_tiny_gpt2(directory: Path, seed: int = 0, **overrides: float) -> Path:
-    """A 2-block, 32-wide GPT-2 with random weights, saved with ``save_pretrained``."""
-    import torch
-    from transformers import GPT2Config, GPT2Model
-
-    settings = {"n_layer": 2, "n_embd": 32, "n_head": 4, "vocab_size": 128, "n_positions": 64,
-                "bos_token_id": 0, "eos_token_id": 0}
-    settings.update(overrides)
-    torch.manual_seed(seed)
-    GPT2Model(GPT2Config(**settings)).save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="session")
@@ -42,23 +43,13 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def ett_h1() -> object:
-    """ETTh1 as a DataFrame (skips when the shared data folder is absent)."""
+    """ETTh1 as a DataFrame (skips when no data directory holds it; see calf_forecaster.paths)."""
     import pandas as pd
 
-    path = DATA_DIR / "ett" / "ETTh1.csv"
-    if not path.is_file():
-        pytest.skip(f"ETTh1 not found at {path}; set CALF_DATA_DIR")
+    path = _ett_path()
+    if path is None:
+        pytest.skip("ETTh1 not found; set CALF_DATA_DIR to a folder holding ett/ETTh1.csv")
     return pd.read_csv(path, parse_dates=["date"], index_col="date")
-
-
-def tiny_config(backbone: Path | str, **changes: object) -> object:
-    """A CALFConfig sized for the tiny GPT-2 (L=16, H=8, K=2, P=16, 4 heads)."""
-    from calf_forecaster import CALFConfig
-
-    settings = {"seq_len": 16, "pred_len": 8, "backbone": str(backbone), "n_layers": 2,
-                "n_prototypes": 16, "n_heads": 4, "encoder_ff_dim": 64}
-    settings.update(changes)
-    return CALFConfig(**settings)
 
 
 @pytest.fixture(scope="session")

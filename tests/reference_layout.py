@@ -1,7 +1,7 @@
 """A deliberately naive CALF written straight from the spec, with the authors' state-dict layout.
 
 It keeps two full backbone copies (the temporal one wrapped by ``peft.get_peft_model``), repeats the
-prototypes over the batch, and adds the residual in place, as spec §8 and §3 describe the authors'
+prototypes over the batch, and adds the residual in place, as docs/method.md §8 and §3 describe the authors'
 code. Tests save its ``state_dict`` as an "authors' checkpoint" and check that
 ``import_reference_checkpoint`` computes the same forecasts, and that the optimised model equals
 this straightforward one.

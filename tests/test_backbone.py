@@ -89,7 +89,7 @@ def test_policy_trains_only_norms_position_table_and_lora(tiny_gpt2) -> None:
 def test_minilm_second_architecture_trains_and_predicts(minilm_dir) -> None:
     """A real pre-trained BERT-family model: LoRA on query/key/value, its own norms and positions."""
     config = tiny_config(minilm_dir, n_layers=2, n_heads=12, n_prototypes=32)
-    model = CALF(config)
+    model = CALF.from_pretrained(config)
     trainable = [n for n in model.trainable_parameter_names() if n.startswith("branches.backbone.")]
     assert "branches.backbone.embeddings.position_embeddings.weight" in trainable
     assert "branches.backbone.embeddings.LayerNorm.weight" in trainable

@@ -36,6 +36,7 @@ from calf_forecaster.config import TrainingConfig  # noqa: E402
 from calf_forecaster.darts import CALFModel  # noqa: E402
 from calf_forecaster.losses import calf_loss  # noqa: E402
 from calf_forecaster.persistence import BackboneMismatchError  # noqa: E402
+from calf_forecaster.testing import save_tiny_gpt2  # noqa: E402
 from calf_forecaster.training import build_optimizer  # noqa: E402
 
 ICL, OCL = 12, 6  # input / output chunk lengths of every test model
@@ -77,17 +78,6 @@ def tiny_kwargs(backbone: Path | str, **overrides: object) -> dict[str, object]:
     }
     kwargs.update(overrides)
     return kwargs
-
-
-def save_gpt2(directory: Path, seed: int, **overrides: float) -> Path:
-    """A tiny GPT-2 like conftest's, with other weights or settings."""
-    from transformers import GPT2Config, GPT2Model
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        GPT2Model(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=128, n_positions=64,
-                             bos_token_id=0, eos_token_id=0, **overrides)).save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +174,7 @@ def test_training_loss_adds_the_distillation_terms(fitted, monkeypatch) -> None:
     train_output = module(batch.to_module_input(ModuleStage.TRAIN))
     loss = module._compute_loss(train_output, batch.future_target, module.train_criterion, None)
     supervised = torch.nn.L1Loss()(train_output.prediction.squeeze(-1), batch.future_target)
-    expected = calf_loss(train_output.calf, batch.future_target, module.calf.config, supervised)
+    expected = calf_loss(train_output.calf, batch.future_target, module.training_config, supervised)
     torch.testing.assert_close(loss, expected.total)
     assert expected.output > 0 and expected.feature > 0 and loss > supervised
 
@@ -410,7 +400,7 @@ def test_save_and_load_give_identical_predictions(fitted, tmp_path, clean) -> No
             loaded.predict(OCL)  # a clean save keeps no training series
     else:
         np.testing.assert_array_equal(loaded.predict(OCL).values(), model.predict(OCL).values())
-    frozen = model.model._backbone_state_keys()
+    frozen = {f"calf.{key}" for key in model.model.calf.backbone_state_keys}
     saved = torch.load(path + ".ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert frozen and not frozen & set(saved)  # the pre-trained backbone is not copied
 
@@ -430,7 +420,7 @@ def test_darts_finetuning_patterns_and_saving(tiny_gpt2, tmp_path, enable_finetu
                if not torch.equal(p.detach(), before[name])}
     if enable_finetuning is True:
         assert trainable == set(before) > policy  # the frozen backbone weights train too
-        assert changed & model.model._backbone_state_keys()
+        assert changed & {f"calf.{key}" for key in model.model.calf.backbone_state_keys}
     else:
         assert trainable == {"calf.head.weight", "calf.head.bias"} == changed
     path = str(tmp_path / "finetuned.pt")
@@ -473,7 +463,7 @@ def test_load_on_cpu_a_model_trained_elsewhere(tiny_gpt2, tmp_path) -> None:
     assert loaded.model_params["backbone"] == str(tiny_gpt2)
     assert loaded.untrained_model().model_params["backbone"] == str(tiny_gpt2)
 
-    other = save_gpt2(tmp_path / "other-gpt2", seed=1)
+    other = save_tiny_gpt2(tmp_path / "other-gpt2", seed=1)
     with pytest.raises(BackboneMismatchError):
         CALFModel.load(path, map_location="cpu", backbone=str(other))
 
@@ -523,7 +513,7 @@ def test_same_forecasts_as_the_sktime_adapter(tmp_path) -> None:
     One batch per epoch (so the shuffling order does not matter) and no dropout anywhere (the
     adapters draw their dropout masks from differently seeded generators)."""
     sktime_adapter = pytest.importorskip("calf_forecaster.sktime")
-    backbone = save_gpt2(tmp_path / "gpt2-no-dropout", seed=0, resid_pdrop=0.0,
+    backbone = save_tiny_gpt2(tmp_path / "gpt2-no-dropout", seed=0, resid_pdrop=0.0,
                          embd_pdrop=0.0, attn_pdrop=0.0)
     common = {"backbone": str(backbone), "n_layers": 2, "n_prototypes": 8, "n_heads": 4,
               "encoder_ff_dim": 32, "dropout": 0.0, "lora_dropout": 0.0}

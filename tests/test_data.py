@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calf_forecaster.data import (
+from calf_forecaster.preprocessing import (
     ChannelScaler,
     WindowDataset,
     check_values,

@@ -42,7 +42,7 @@ from conftest import DATA_DIR
 try:
     from calf_forecaster.preprocessing import sliding_windows
 except ImportError:  # the module's name before the data -> preprocessing rename
-    from calf_forecaster.data import sliding_windows
+    from calf_forecaster.preprocessing import sliding_windows
 
 ETTH1 = DATA_DIR / "ett" / "ETTh1.csv"
 HOURLY = DATA_DIR / "m4" / "Hourly-train.csv"

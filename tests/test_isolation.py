@@ -16,12 +16,12 @@ def test_core_works_with_sktime_and_darts_blocked(tiny_gpt2, tmp_path) -> None:
         sys.modules["darts"] = None
         import numpy as np
         from calf_forecaster import CALF, CALFConfig, TrainingConfig
-        from calf_forecaster.data import WindowDataset
+        from calf_forecaster.preprocessing import WindowDataset
         from calf_forecaster.training import predict_windows, train_calf
         config = CALFConfig(seq_len=16, pred_len=8, backbone={str(tiny_gpt2)!r}, n_layers=2,
                             n_prototypes=16, n_heads=4, encoder_ff_dim=64)
         series = np.sin(np.arange(200.0))[:, None].repeat(2, axis=1)
-        model = train_calf(CALF(config), WindowDataset(series, 16, 8), None,
+        model = train_calf(CALF.from_pretrained(config), WindowDataset(series, 16, 8), None,
                            TrainingConfig(batch_size=64, max_epochs=1),
                            {{"enable_progress_bar": False}})
         assert predict_windows(model, series[None, -16:]).shape == (1, 8, 2)

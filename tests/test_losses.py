@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from calf_forecaster import CALF, CALFConfig, CALFOutput
+from calf_forecaster import CALF, CALFOutput, TrainingConfig
 from calf_forecaster.losses import calf_loss
 from conftest import tiny_config
 
@@ -24,7 +24,7 @@ def _output(n_states: int = 3, channels: int = 4) -> CALFOutput:
 def test_parts_and_total_follow_the_spec(name: str, distance) -> None:
     output = _output()
     target = torch.randn(2, 5, 4)
-    config = CALFConfig(loss=name, supervised_weight=0.5, output_weight=2.0, feature_weight=0.1)
+    config = TrainingConfig(loss=name, supervised_weight=0.5, output_weight=2.0, feature_weight=0.1)
     parts = calf_loss(output, target, config)
     torch.testing.assert_close(parts.supervised, distance(output.forecast, target))
     torch.testing.assert_close(parts.output, distance(output.forecast, output.text_forecast))
@@ -39,21 +39,21 @@ def test_parts_and_total_follow_the_spec(name: str, distance) -> None:
 def test_targets_are_the_last_channels_and_supervised_term_can_be_replaced() -> None:
     output = _output(channels=4)
     target = torch.randn(2, 5, 1)
-    parts = calf_loss(output, target, CALFConfig())
+    parts = calf_loss(output, target, TrainingConfig())
     torch.testing.assert_close(parts.supervised, F.l1_loss(output.forecast[..., -1:], target))
     torch.testing.assert_close(parts.output, F.l1_loss(output.forecast[..., -1:],
                                                        output.text_forecast[..., -1:]))
-    replaced = calf_loss(output, target, CALFConfig(), supervised=torch.tensor(7.0))
+    replaced = calf_loss(output, target, TrainingConfig(), supervised=torch.tensor(7.0))
     assert replaced.supervised.item() == 7.0
 
 
 def test_loss_needs_the_textual_branch() -> None:
     with pytest.raises(ValueError, match="with_text_branch=True"):
-        calf_loss(CALFOutput(torch.zeros(1, 2, 3)), torch.zeros(1, 2, 3), CALFConfig())
+        calf_loss(CALFOutput(torch.zeros(1, 2, 3)), torch.zeros(1, 2, 3), TrainingConfig())
 
 
 def test_deepest_feature_includes_the_branch_residual(tiny_gpt2) -> None:
-    model = CALF(tiny_config(tiny_gpt2)).eval()
+    model = CALF.from_pretrained(tiny_config(tiny_gpt2)).eval()
     x = torch.randn(2, 16, 3)
     output = model(x, with_text_branch=True)
     tokens = ((x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True, unbiased=False)
@@ -66,12 +66,12 @@ def test_deepest_feature_includes_the_branch_residual(tiny_gpt2) -> None:
 
 
 def test_every_trainable_parameter_receives_gradient(tiny_gpt2) -> None:
-    model = CALF(tiny_config(tiny_gpt2)).train()
+    model = CALF.from_pretrained(tiny_config(tiny_gpt2)).train()
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
                 parameter.normal_()  # LoRA B starts at zero, which would hide A's gradient
-    calf_loss(model(torch.randn(4, 16, 3)), torch.randn(4, 8, 3), model.config).total.backward()
+    calf_loss(model(torch.randn(4, 16, 3)), torch.randn(4, 8, 3), TrainingConfig()).total.backward()
     missing = [n for n, p in model.named_parameters()
                if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert missing == []

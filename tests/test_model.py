@@ -12,7 +12,7 @@ from conftest import tiny_config
 @pytest.fixture(scope="module")
 def tiny_model(tiny_gpt2) -> CALF:
     torch.manual_seed(0)
-    return CALF(tiny_config(tiny_gpt2))
+    return CALF.from_pretrained(tiny_config(tiny_gpt2))
 
 
 @pytest.mark.parametrize("n_variates", [1, 7])
@@ -56,7 +56,7 @@ def test_exact_trainable_parameter_names(tiny_model: CALF) -> None:
 def test_gpt2_small_random_init_has_the_reference_trainable_count(tmp_path) -> None:
     """GPT-2 small, K=6, L=H=96: 18,022,496 trainable parameters, as in the reference."""
     save_backbone_config(tmp_path)
-    model = CALF(tiny_config(tmp_path, pretrained=False, seq_len=96, pred_len=96, n_layers=6,
+    model = CALF.from_pretrained(tiny_config(tmp_path, pretrained=False, seq_len=96, pred_len=96, n_layers=6,
                              n_heads=12, n_prototypes=500, encoder_ff_dim=2048))
     assert count_parameters(model, trainable_only=True) == 18_022_496
     # One shared frozen copy: total = one 6-block GPT-2 + the textual position table and the
@@ -103,7 +103,7 @@ def test_prototype_attention_equals_per_sample_multihead_attention(tiny_model: C
 def test_textual_branch_is_the_pretrained_backbone_with_its_own_positions(tiny_gpt2) -> None:
     from transformers import GPT2Model
 
-    model = CALF(tiny_config(tiny_gpt2)).eval()
+    model = CALF.from_pretrained(tiny_config(tiny_gpt2)).eval()
     with torch.no_grad():  # make LoRA and the temporal norms differ from the pre-trained model
         for parameter in model.branches.backbone.parameters():
             if parameter.requires_grad:
@@ -116,7 +116,7 @@ def test_textual_branch_is_the_pretrained_backbone_with_its_own_positions(tiny_g
     output, states = model.branches.textual(x_text)
     expected = plain(inputs_embeds=x_text).last_hidden_state + x_text
     torch.testing.assert_close(output, expected)
-    assert torch.equal(states[-1], output)  # deepest state includes the residual (spec §3 quirk)
+    assert torch.equal(states[-1], output)  # deepest state includes the residual (docs/method.md §3 quirk)
     temporal_output, _ = model.branches.temporal(x_text)
     assert not torch.allclose(temporal_output, output)
 
@@ -126,7 +126,7 @@ def test_model_matches_the_naive_two_copy_implementation(tiny_gpt2) -> None:
     from reference_layout import ReferenceLayoutCALF
 
     torch.manual_seed(3)
-    ours = CALF(tiny_config(tiny_gpt2)).eval()
+    ours = CALF.from_pretrained(tiny_config(tiny_gpt2)).eval()
     naive = ReferenceLayoutCALF(str(tiny_gpt2), 16, 8, 2, 4, 64, ours.cross_modal.prototypes).eval()
     mapping = {"in_layer.linear": ours.cross_modal.token_embedding,
                "in_layer.transformer_encoder.layers.0": ours.cross_modal.encoder,
@@ -153,7 +153,7 @@ def test_model_matches_the_naive_two_copy_implementation(tiny_gpt2) -> None:
 
 @pytest.mark.parametrize(("mode", "n_states"), [("none", 1), ("attention", 2), ("transformer", 2)])
 def test_ablations_replace_the_llm(tiny_gpt2, mode: str, n_states: int) -> None:
-    model = CALF(tiny_config(tiny_gpt2, llm_mode=mode))
+    model = CALF.from_pretrained(tiny_config(tiny_gpt2, llm_mode=mode))
     assert not any("backbone" in name for name, _ in model.named_parameters())
     assert all(p.requires_grad for p in model.parameters())
     output = model.train()(torch.randn(2, 16, 3))
@@ -179,7 +179,7 @@ def test_input_errors_are_specific(tiny_model: CALF) -> None:
 
 def test_n_heads_must_divide_the_width(tiny_gpt2) -> None:
     with pytest.raises(ValueError, match="`n_heads`=12"):
-        CALF(tiny_config(tiny_gpt2, n_heads=12))
+        CALF.from_pretrained(tiny_config(tiny_gpt2, n_heads=12))
 
 
 def test_backbone_dropout_is_active_in_training(tiny_model: CALF) -> None:
@@ -193,7 +193,7 @@ def test_pickle_after_a_forward_round_trips_and_leaves_the_model_working(tiny_gp
     import pickle
 
     torch.manual_seed(0)
-    model = CALF(tiny_config(tiny_gpt2)).eval()
+    model = CALF.from_pretrained(tiny_config(tiny_gpt2)).eval()
     x = torch.randn(4, 16, 3)
     with torch.no_grad():
         expected = model.predict(x)  # installs the hidden-state hooks

@@ -25,7 +25,7 @@ def _trained_looking(model: CALF) -> CALF:
 
 def test_round_trip_gives_identical_forecasts_and_saves_only_non_backbone_weights(
         tiny_gpt2, tmp_path) -> None:
-    model = _trained_looking(CALF(tiny_config(tiny_gpt2)))
+    model = _trained_looking(CALF.from_pretrained(tiny_config(tiny_gpt2)))
     save_calf(model, tmp_path, {"columns": ["b", "a", "c"]})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calf.json", "weights.safetensors"]
     saved = load_file(str(tmp_path / "weights.safetensors"))
@@ -39,7 +39,7 @@ def test_round_trip_gives_identical_forecasts_and_saves_only_non_backbone_weight
 
 def test_random_backbone_is_saved_whole(tiny_gpt2, tmp_path) -> None:
     torch.manual_seed(7)
-    model = _trained_looking(CALF(tiny_config(tiny_gpt2, pretrained=False)))
+    model = _trained_looking(CALF.from_pretrained(tiny_config(tiny_gpt2, pretrained=False)))
     save_calf(model, tmp_path)
     saved = load_file(str(tmp_path / "weights.safetensors"))
     assert "branches.backbone.h.0.mlp.c_fc.weight" in saved
@@ -50,7 +50,7 @@ def test_random_backbone_is_saved_whole(tiny_gpt2, tmp_path) -> None:
 
 
 def test_other_backbone_at_load_is_refused(tiny_gpt2, tmp_path) -> None:
-    save_calf(CALF(tiny_config(tiny_gpt2)), tmp_path / "model")
+    save_calf(CALF.from_pretrained(tiny_config(tiny_gpt2)), tmp_path / "model")
     other = save_tiny_gpt2(tmp_path / "other", seed=1)
     with pytest.raises(BackboneMismatchError, match="other word embeddings"):
         load_calf(tmp_path / "model", config_overrides={"backbone": str(other)})

@@ -292,9 +292,8 @@ def test_save_load_and_pickle_give_identical_forecasts(longley, tmp_path):
 def test_pickle_holds_the_portable_weights_only(longley):
     """A pickle stores the saved-model files (safetensors + json), not the backbone module."""
     forecaster = tiny(seq_len=6, pretrained=True).fit(longley, fh=[1])
-    state = forecaster.__getstate__()
-    saved = state["network_"]
-    assert sorted(saved.files) == ["calf.json", "weights.safetensors"]
+    saved = forecaster.pipeline_.__getstate__()["network"]
+    assert sorted(saved) == ["calf.json", "weights.safetensors"]
     assert "branches.backbone.wte.weight" not in forecaster.network_.portable_state_dict()
 
 

@@ -10,8 +10,13 @@ import pytorch_lightning as pl
 import torch
 
 from calf_forecaster import CALF, TrainingConfig
-from calf_forecaster.data import ChannelScaler, WindowDataset, sliding_windows, split_for_validation
 from calf_forecaster.losses import calf_loss
+from calf_forecaster.preprocessing import (
+    ChannelScaler,
+    WindowDataset,
+    sliding_windows,
+    split_for_validation,
+)
 from calf_forecaster.training import (
     VALIDATION_METRIC,
     build_optimizer,
@@ -67,7 +72,7 @@ def test_cosine_factor_matches_torch_cosine_annealing() -> None:
 
 def test_one_adam_with_two_groups_equals_the_two_optimisers_of_the_recipe(tiny_gpt2) -> None:
     torch.manual_seed(0)
-    ours = CALF(tiny_config(tiny_gpt2)).eval()  # eval: no dropout, so both runs see the same net
+    ours = CALF.from_pretrained(tiny_config(tiny_gpt2)).eval()  # eval: no dropout, so both runs see the same net
     theirs = copy.deepcopy(ours)
     config = TrainingConfig(learning_rate=5e-3, feature_learning_rate=1e-3, cosine_t_max=2)
     optimizer, scheduler = build_optimizer(ours, config)
@@ -78,7 +83,7 @@ def test_one_adam_with_two_groups_equals_the_two_optimisers_of_the_recipe(tiny_g
     for _ in range(4):  # one step per "epoch" so the cosine schedule moves
         x, y = torch.randn(4, 16, 3, generator=generator), torch.randn(4, 8, 3, generator=generator)
         for model, optimisers in ((ours, [optimizer]), (theirs, [main, features])):
-            loss = calf_loss(model(x, with_text_branch=True), y, model.config).total
+            loss = calf_loss(model(x, with_text_branch=True), y, TrainingConfig()).total
             for o in optimisers:
                 o.zero_grad()
             loss.backward()
@@ -95,7 +100,7 @@ def test_one_adam_with_two_groups_equals_the_two_optimisers_of_the_recipe(tiny_g
 def _train_with_history(backbone, windows, seed: int, **recipe: object) -> tuple[CALF, History]:
     """A tiny CALF trained on the ETTh1 windows with validation, and its recorded history."""
     seed_everything(seed)
-    model = CALF(tiny_config(backbone))
+    model = CALF.from_pretrained(tiny_config(backbone))
     history = History()
     config = TrainingConfig(batch_size=32, seed=seed, **recipe)
     train_calf(model, windows["train"], windows["validation"], config,
@@ -117,7 +122,7 @@ def test_same_seed_same_forecasts_and_other_seed_differs(tiny_gpt2, ett_windows)
     for seed in (5, 5, 6):
         config = TrainingConfig(batch_size=64, max_epochs=1, seed=seed)
         seed_everything(seed)
-        model = train_calf(CALF(tiny_config(tiny_gpt2)), ett_windows["train"], None, config, QUIET)
+        model = train_calf(CALF.from_pretrained(tiny_config(tiny_gpt2)), ett_windows["train"], None, config, QUIET)
         forecasts.append(predict_windows(model, ett_windows["test"][0][:20]))
     assert forecasts[0].shape == (20, 8, 7)
     np.testing.assert_array_equal(forecasts[0], forecasts[1])
@@ -134,7 +139,7 @@ def test_early_stopping_restores_the_best_epoch(tiny_gpt2, ett_windows) -> None:
 
 
 def test_predict_windows_validates_input(tiny_gpt2) -> None:
-    model = CALF(tiny_config(tiny_gpt2))
+    model = CALF.from_pretrained(tiny_config(tiny_gpt2))
     with pytest.raises(ValueError, match="NaN"):
         predict_windows(model, np.full((2, 16, 3), np.nan))
     with pytest.raises(ValueError, match="shape"):
@@ -153,7 +158,7 @@ def test_predict_windows_validates_input(tiny_gpt2) -> None:
 def test_trainer_kwargs_reach_lightning_mixed_precision_and_devices(tiny_gpt2, ett_windows,
                                                                    accelerator: str) -> None:
     seed_everything(2)
-    model = CALF(tiny_config(tiny_gpt2))
+    model = CALF.from_pretrained(tiny_config(tiny_gpt2))
     config = TrainingConfig(batch_size=64, max_epochs=1, seed=2)
     train_calf(model, ett_windows["train"], ett_windows["validation"], config,
                {**QUIET, "accelerator": accelerator, "devices": 1, "precision": "bf16-mixed"})
@@ -200,12 +205,12 @@ def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(without_drop
 
     def fit(batch_size: int, trainer_kwargs: dict) -> CALF:
         seed_everything(0)
-        model = CALF(config)
+        model = CALF.from_pretrained(config)
         training = dataclasses.replace(setup["training"], batch_size=batch_size)
         return train_calf(model, train, validation, training, {**QUIET, **trainer_kwargs})
 
     seed_everything(0)
-    initial = predict_windows(CALF(config), test_x)
+    initial = predict_windows(CALF.from_pretrained(config), test_x)
     single = predict_windows(fit(16, {}), test_x)
     processes = tmp_path / "processes"
     processes.mkdir()
@@ -234,7 +239,7 @@ def test_lightning_checkpoints_hold_no_backbone_and_resume_where_they_stopped(
     def fit(max_epochs: int, callbacks: list, ckpt_path: Path | None = None,
             config: object = setup["config"]) -> np.ndarray:
         seed_everything(0)
-        model = train_calf(CALF(config), setup["train"], setup["validation"],
+        model = train_calf(CALF.from_pretrained(config), setup["train"], setup["validation"],
                            dataclasses.replace(training, max_epochs=max_epochs),
                            {**QUIET, "callbacks": callbacks},
                            ckpt_path=None if ckpt_path is None else str(ckpt_path))
@@ -251,7 +256,7 @@ def test_lightning_checkpoints_hold_no_backbone_and_resume_where_they_stopped(
         assert np.abs(after_two - in_one_go).max() > 1e-3  # the resumed epochs did train
 
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-    model = CALF(setup["config"])
+    model = CALF.from_pretrained(setup["config"])
     assert set(checkpoint["state_dict"]) == {f"model.{key}" for key in model.portable_state_dict()}
     assert checkpoint["epoch"] == 1 and checkpoint["optimizer_states"]
 

@@ -12,10 +12,10 @@ Symbols: T rows, M variates, L lookback (``seq_len``), H horizon (``pred_len``).
 | Exchange | exchange_rate/exchange_rate.csv | 7588 x 8 | custom | 96 | same | 32* | L1* | 5e-4 |
 | ILI | ili/national_illness.csv | 966 x 7 | custom | 36 or 104 | 24/36/48/60 | 16* | L1* | 5e-4 |
 
-Batch sizes, losses and learning rates are the reference recipe of spec §4. (*) The reference has no
+Batch sizes, losses and learning rates are the reference recipe of docs/method.md §4. (*) The reference has no
 recipe for Exchange and ILI; ours treats them like ETT (few variates, few rows: L1 loss) with
 batches that keep a comparable number of steps per epoch (Exchange ~5,200 training windows,
-ILI ~600). Early-stopping patience is 10 for ETTh1 and 5 for the others (spec §4).
+ILI ~600). Early-stopping patience is 10 for ETTh1 and 5 for the others (docs/method.md §4).
 
 Downloads: ETT comes from its authors' repository (zhouhaoyi/ETDataset). The other sets were first
 published by the Autoformer authors on a Google Drive without stable direct links; the URLs below

@@ -1,4 +1,4 @@
-"""The M4 short-term benchmark (spec §9): files, groups, the training sampler, validation and test.
+"""The M4 short-term benchmark (docs/method.md §9): files, groups, the training sampler, validation and test.
 
 Symbols: T length of one series, H horizon (``pred_len``), L lookback (``seq_len`` = 2H),
 N series of a group, m seasonality (for MASE), c cut point.
@@ -294,7 +294,7 @@ def _as_list(series: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> tuple[l
 
 
 class M4TrainingDataset(Dataset):
-    """One random (lookback, target) window per series per epoch, as in spec §9.
+    """One random (lookback, target) window per series per epoch, as in docs/method.md §9.
 
     Parameters
     ----------

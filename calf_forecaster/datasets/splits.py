@@ -2,7 +2,7 @@
 
 Symbols: T rows of a series, L lookback (``seq_len``), H horizon (``pred_len``), p few-shot percent.
 
-Two split rules are in use (spec §6):
+Two split rules are in use (docs/method.md §6):
 
 * **ETT** (:func:`ett_split`): 12/4/4 months of 30 days, i.e. borders 8640 / 11520 / 14400 rows for
   hourly data and four times those for 15-minute data; rows past 20 months are never used.
@@ -13,7 +13,7 @@ In both, each later split starts L rows earlier, so that its first window's look
 the previous split and no target is lost. A window needs L + H rows: a range of n rows holds
 :func:`n_windows` ``= n - L - H + 1`` windows (0 when negative).
 
-Few-shot (spec §10, :func:`few_shot_split`) keeps the first p% of the training split's window
+Few-shot (docs/method.md §10, :func:`few_shot_split`) keeps the first p% of the training split's window
 starts: the training end becomes ``(end - L) * p // 100 + L``; validation and test are unchanged.
 """
 

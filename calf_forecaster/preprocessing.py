@@ -1,4 +1,5 @@
-"""Validation, windowing, splitting and scaling of arrays and panels (no framework types).
+"""Preparing arrays for the network: validation, windowing, splitting and scaling (no framework
+types). Benchmark files are read by :mod:`calf_forecaster.datasets`.
 
 Symbols: T time steps of one series, M variates, L lookback (``seq_len``), H horizon
 (``pred_len``), N windows. A *panel* is a sequence of (T_i, M) arrays with the same M columns.
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from calf_forecaster.model import NORMALISATION_EPS
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,54 @@ def check_length(array: np.ndarray, required: int, name: str = "y", what: str = 
     if array.shape[0] < required:
         raise ValueError(f"`{name}` has {array.shape[0]} time steps but {required} are needed"
                          f"{' ' + what if what else ''}; provide a longer series or lower `seq_len`")
+
+
+def check_lengths(lengths: Sequence[int], required: int, names: Sequence[str], what: str,
+                  fix: str) -> None:
+    """Refuse a panel in which any series is shorter than ``required``, naming how many and which.
+
+    Parameters
+    ----------
+    lengths
+        Time steps of every series.
+    required
+        Steps each series needs.
+    names
+        A readable name of every series (e.g. ``"y"`` or ``"y (series 'a')"``).
+    what
+        What the steps are needed for, e.g. ``"to fit (seq_len=24 + horizon 6)"``.
+    fix
+        The sentence that tells the user what to do.
+    """
+    short = [(name, length) for name, length in zip(names, lengths) if length < required]
+    if not short:
+        return
+    shown = ", ".join(f"{name} has {length} time points" for name, length in short[:5])
+    more = f" and {len(short) - 5} more" if len(short) > 5 else ""
+    count = (f"{len(short)} of {len(lengths)} series are" if len(lengths) > 1
+             else "the series is")
+    raise ValueError(f"{count} too short: {required} time points are needed {what}, but "
+                     f"{shown}{more}. {fix}")
+
+
+def warn_below_normalisation_floor(arrays: Sequence[np.ndarray], fix: str,
+                                   columns: Sequence[object] | None = None) -> None:
+    """Warn once if a column's spread is far below the normalisation's floor ``sqrt(1e-5)``.
+
+    The network divides every window by ``sqrt(var + 1e-5)`` (faithful to the method), so a
+    column whose standard deviation is far below 3e-3 is forecast flattened towards its window
+    mean. Rescaling the data (``fix``) avoids it.
+    """
+    stacked = np.concatenate([np.asarray(a, np.float64) for a in arrays])
+    spread = stacked.std(axis=0)  # (M,)
+    tiny = np.flatnonzero((spread > 0) & (spread < 0.1 * math.sqrt(NORMALISATION_EPS)))
+    if tiny.size:
+        names = [str(columns[i]) if columns is not None else str(i) for i in tiny[:5]]
+        warnings.warn(
+            f"{tiny.size} column(s) ({', '.join(names)}) have a standard deviation as small as "
+            f"{spread[tiny].min():.3g}, far below the network's normalisation floor "
+            f"sqrt(1e-5) = {math.sqrt(NORMALISATION_EPS):.2g}: their forecasts would be flattened "
+            f"towards the window mean. {fix}", UserWarning, stacklevel=3)
 
 
 def sliding_windows(values: np.ndarray, seq_len: int, pred_len: int,
@@ -165,10 +217,20 @@ class ChannelScaler:
         self.scale_: np.ndarray | None = None
 
     def fit(self, series: np.ndarray | Sequence[np.ndarray]) -> ChannelScaler:
-        """Fit on one (T, M) array or all rows of a panel."""
+        """Fit on one (T, M) array or all rows of a panel.
+
+        The statistics are computed on the values divided by each column's largest magnitude,
+        so that columns near float64's range (1e300) get a finite mean and scale.
+        """
         stacked = np.concatenate([series] if isinstance(series, np.ndarray) else list(series))
-        self.mean_ = stacked.mean(axis=0)
-        scale = stacked.std(axis=0)
+        stacked = np.asarray(stacked, np.float64)
+        peak = np.abs(stacked).max(axis=0)  # (M,)
+        peak = np.where(peak > 0, peak, 1.0)
+        unit = stacked / peak
+        self.mean_ = unit.mean(axis=0) * peak
+        scale = unit.std(axis=0) * peak
+        if not (np.isfinite(self.mean_).all() and np.isfinite(scale).all()):
+            raise ValueError("the column statistics overflow float64; rescale the data")
         self.scale_ = np.where(scale > 0, scale, 1.0)
         return self
 
