@@ -294,16 +294,8 @@ def load_backbone_parts(config: CALFConfig, prototypes: Tensor | None = None,
     """Load what :class:`~calf_forecaster.model.CALF` needs for ``config``: the one I/O step.
 
     With ``llm_mode="llm"`` the first ``n_layers`` blocks are loaded; the ablations that replace
-    the language model load the embeddings only (no block).
-
-    Parameters
-    ----------
-    config
-        The network's configuration.
-    prototypes
-        Known prototypes (P, D), e.g. from a saved model; computed (and cached) otherwise.
-    cache_dir
-        Prototype cache folder; default ``calf_forecaster.paths.cache_dir()``.
+    the language model load the embeddings only (no block). ``prototypes`` and ``cache_dir`` are
+    those of :func:`backbone_parts`.
     """
     model = load_backbone(config, n_blocks=None if config.llm_mode == "llm" else 0)
     return backbone_parts(model, config, prototypes, cache_dir)

@@ -20,12 +20,7 @@ from calf_forecaster.pipeline import CALFPipeline, build_network, inference_devi
 from calf_forecaster.testing import save_tiny_gpt2, tiny_config, tiny_parts
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sines(length: int = 120, columns: int = 2, seed: int = 0) -> np.ndarray:
