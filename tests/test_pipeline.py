@@ -19,7 +19,6 @@ from calf_forecaster.persistence import backbone_location
 from calf_forecaster.pipeline import CALFPipeline, build_network, inference_device
 from calf_forecaster.testing import save_tiny_gpt2, tiny_config, tiny_parts
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
