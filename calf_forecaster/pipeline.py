@@ -267,8 +267,9 @@ class CALFPipeline:
     def forecast(self, context: np.ndarray) -> np.ndarray:
         """Forecast (N, H, M) raw values from (N, L, M) raw context windows, float64.
 
-        Runs on the device training ran on (or the one ``trainer_kwargs`` selects), then puts
-        the network back where it was.
+        Runs on the device training ran on (or the one ``trainer_kwargs`` selects), in the
+        ``precision`` of ``trainer_kwargs`` (e.g. ``"bf16-mixed"``: autocast, as in training),
+        then puts the network back where it was.
 
         Raises
         ------
@@ -278,7 +279,8 @@ class CALFPipeline:
         context = np.asarray(context, np.float64)
         x = context if self.scaler is None else self.scaler.transform(context)  # (N, L, M)
         device = inference_device(self.trainer_kwargs, self.trained_on)
-        forecast = predict_windows(self.network, x, self.training.batch_size, device=device)
+        forecast = predict_windows(self.network, x, self.training.batch_size, device=device,
+                                   precision=self.trainer_kwargs.get("precision"))
         if self.scaler is not None:
             forecast = self.scaler.inverse_transform(forecast)  # (N, H, M)
             if not np.isfinite(forecast).all():

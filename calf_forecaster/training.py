@@ -373,9 +373,26 @@ def _as_windows(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return array
 
 
+def autocast_dtype(precision: object) -> torch.dtype | None:
+    """The autocast dtype of a Lightning ``precision`` setting; ``None`` for full precision.
+
+    ``"bf16-mixed"`` and ``"16-mixed"`` run the network's matrix products in bfloat16 / float16
+    with float32 weights, as Lightning's mixed precision does in training; ``"bf16-true"`` /
+    ``"16-true"`` too (the weights stay float32 here). Anything else (``32``, ``"32-true"``,
+    ``"64-true"``, ``None``) is full precision.
+    """
+    name = str(precision).lower() if precision is not None else ""
+    if name.startswith("bf16"):
+        return torch.bfloat16
+    if name.startswith("16"):
+        return torch.float16
+    return None
+
+
 @torch.inference_mode()
 def predict_windows(model: CALF, x: np.ndarray | torch.Tensor, batch_size: int = 256,
-                    device: torch.device | str | None = None) -> np.ndarray:
+                    device: torch.device | str | None = None,
+                    precision: object = None) -> np.ndarray:
     """Temporal-branch forecasts (N, H, M) of lookback windows (N, L, M), in eval mode.
 
     The statistics of every window are taken in float64 and the forecasts returned in float64,
@@ -391,6 +408,10 @@ def predict_windows(model: CALF, x: np.ndarray | torch.Tensor, batch_size: int =
         Windows per forward pass; the last partial batch is kept.
     device
         Where to run; default: where the model's parameters are.
+    precision
+        A Lightning precision setting (e.g. ``"bf16-mixed"``) to forecast under autocast
+        (:func:`autocast_dtype`); default: full precision. The window statistics and the
+        de-normalisation stay float64 either way.
 
     Raises
     ------
@@ -405,9 +426,11 @@ def predict_windows(model: CALF, x: np.ndarray | torch.Tensor, batch_size: int =
     try:
         if device != home:
             model.to(device)
-        outputs = [model.predict(torch.tensor(array[start:start + batch_size],
-                                                 dtype=torch.float64, device=device)).cpu()
-                   for start in range(0, len(array), batch_size)]
+        dtype = autocast_dtype(precision)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            outputs = [model.predict(torch.tensor(array[start:start + batch_size],
+                                                     dtype=torch.float64, device=device)).cpu()
+                       for start in range(0, len(array), batch_size)]
     finally:
         if device != home:
             model.to(home)

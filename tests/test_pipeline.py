@@ -175,3 +175,23 @@ def test_auto_accelerator_trains_and_predicts_on_the_gpu() -> None:
     pipeline.forecast(sines()[None, -16:])
     handle.remove()
     assert seen == ["cuda"] and next(pipeline.network.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_training_and_prediction_stay_close_to_float32(precision) -> None:
+    """Half-precision matrix products (CPU autocast here) give finite forecasts near float32's;
+    the float32 path is the default and unchanged."""
+    series = [sines(150)]
+    context = sines(150)[None, -16:]
+    forecasts = {}
+    for setting in ("32-true", precision):
+        pipeline = CALFPipeline.build(tiny_config(), TrainingConfig(max_epochs=1, seed=0),
+                                      trainer_kwargs={"precision": setting})
+        pipeline.fit(series)
+        forecasts[setting] = pipeline.forecast(context)
+        if setting == "32-true":
+            default = CALFPipeline(pipeline.network, pipeline.training, pipeline.scaler)
+            np.testing.assert_array_equal(default.forecast(context), forecasts[setting])
+    assert np.isfinite(forecasts[precision]).all()
+    spread = np.abs(forecasts["32-true"] - 20).max()
+    assert np.abs(forecasts[precision] - forecasts["32-true"]).max() < 0.1 * spread
