@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from calf_forecaster.losses import calf_loss
 from calf_forecaster.model import CALF
 from calf_forecaster.persistence import (
     FINGERPRINT_KEY,
+    CorruptModelError,
     check_backbone,
     check_complete,
     strip_backbone,
@@ -60,7 +63,14 @@ _LIGHTNING_NOISE = (
     r".*isinstance\(treespec, LeafSpec\).*",  # Lightning's use of a torch-internal API
     r".*defined a `validation_step` but have no `val_dataloader`.*",  # training without validation
     r".*does not have many workers which may be a bottleneck.*",  # in-memory windows need none
+    r".*Total length of `\w+` across ranks is zero.*",  # darts' empty validation list, no val_series
+    r".*'pin_memory' argument is set as true but no accelerator.*",  # darts pins; CPU has nothing to pin
 )
+#: Trainer defaults (Lightning's ``PL_TRAINER_<ARGUMENT>`` environment variables) inside quiet
+#: library calls: no progress bar or model summary unless the call asks for them explicitly, as
+#: the darts adapter does for ``verbose=True`` (explicit Trainer arguments win over these).
+_QUIET_TRAINER_DEFAULTS = {"PL_TRAINER_ENABLE_PROGRESS_BAR": "False",
+                           "PL_TRAINER_ENABLE_MODEL_SUMMARY": "False"}
 
 
 class NonFiniteForecastError(ValueError):
@@ -138,9 +148,13 @@ def build_optimizer(model: CALF, config: TrainingConfig,
 
 @contextmanager
 def quiet_lightning(verbose: bool = False) -> Iterator[None]:
-    """Silence Lightning's informational output (device banner, tips) unless ``verbose``.
+    """Silence Lightning's informational output unless ``verbose``.
 
-    Warnings still pass; the loggers' levels are restored afterwards.
+    Inside the block: no device banner or tips (Lightning's loggers at WARNING), no progress bar
+    or model summary for a ``Trainer`` built without an explicit ``enable_progress_bar`` /
+    ``enable_model_summary`` (through :data:`_QUIET_TRAINER_DEFAULTS`; a variable the user has
+    set is kept), and none of the warnings of :data:`_LIGHTNING_NOISE`. Other warnings still
+    pass; loggers and environment are restored afterwards.
     """
     if verbose:
         yield
@@ -149,12 +163,17 @@ def quiet_lightning(verbose: bool = False) -> Iterator[None]:
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    added = [name for name in _QUIET_TRAINER_DEFAULTS if not os.environ.get(name)]
+    for name in added:
+        os.environ[name] = _QUIET_TRAINER_DEFAULTS[name]
     try:
         with warnings.catch_warnings():
             for message in _LIGHTNING_NOISE:
                 warnings.filterwarnings("ignore", message=message)
             yield
     finally:
+        for name in added:
+            os.environ.pop(name, None)
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
 
@@ -278,6 +297,26 @@ class TrainingRun:
     n_val_windows: int
 
 
+def check_checkpoint_file(ckpt_path: str | os.PathLike[str] | None) -> None:
+    """Refuse a Lightning checkpoint file that is truncated or not a checkpoint, before training.
+
+    torch writes checkpoints as zip archives, whose directory sits at the end of the file: a cut
+    or overwritten file lacks it. Lightning's own names (``"last"``, ``"best"``, ...) and missing
+    files are left to Lightning.
+
+    Raises
+    ------
+    calf_forecaster.persistence.CorruptModelError
+        If ``ckpt_path`` is a file but not a readable checkpoint archive.
+    """
+    if ckpt_path is None or not os.path.isfile(ckpt_path):
+        return
+    if not zipfile.is_zipfile(ckpt_path):
+        raise CorruptModelError(
+            f"the Lightning checkpoint {os.fspath(ckpt_path)!r} is truncated or not a checkpoint "
+            f"(no torch archive); resume from another checkpoint, or train without ckpt_path")
+
+
 def fit_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
              training_config: TrainingConfig,
              trainer_kwargs: dict[str, Any] | None = None,
@@ -297,6 +336,7 @@ def fit_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
     if n_train == 0:
         raise ValueError("the training data hold no window; provide longer series or a shorter "
                          "seq_len / horizon")
+    check_checkpoint_file(ckpt_path)
     seed_everything(training_config.seed)
     # Shuffling draws from the seeded global generator: a DataLoader holding its own
     # torch.Generator cannot be sent to ``ddp_spawn`` workers (torch's shared-memory pickling).
@@ -368,6 +408,9 @@ def _as_windows(x: np.ndarray | torch.Tensor) -> np.ndarray:
         raise TypeError(f"`x` must be numeric, got dtype {array.dtype}")
     if array.ndim != 3:
         raise ValueError(f"`x` must have shape (windows, seq_len, n_variates), got {array.shape}")
+    if array.shape[1] == 0 or array.shape[2] == 0:
+        raise ValueError(f"`x` has no time steps or no variates (shape {array.shape}); give "
+                         f"windows of shape (windows, seq_len, n_variates)")
     if not np.isfinite(array).all():
         raise ValueError("`x` holds NaN or infinite values; impute them before predicting")
     return array
