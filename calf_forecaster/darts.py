@@ -23,12 +23,14 @@ training steps only; validation and prediction use the temporal branch alone.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -318,8 +320,15 @@ class CALFModel(PastCovariatesTorchModel):
     """
 
     def _setup(self, values: dict[str, Any], **kwargs: Any) -> None:
-        """``__init__``'s body (the signature is generated from the configs)."""
-        super().__init__(**self._extract_torch_model_params(**self.model_params))
+        """``__init__``'s body (the signature is generated from the configs).
+
+        numpy scalars (``np.int64(12)``, e.g. from a grid) become Python numbers before darts
+        or torch see them: torch's ``DataLoader`` refuses a numpy ``batch_size``, and darts'
+        safe loading refuses pickled numpy scalars.
+        """
+        values = _python_scalars(values)
+        super().__init__(**self._extract_torch_model_params(**_python_scalars(self.model_params)))
+        self._model_params = _python_scalars(self._model_params)  # what darts saves and reuses
         self.pl_module_params = self._extract_pl_module_params(**self.model_params)
 
         likelihood = self.pl_module_params.get("likelihood")
@@ -353,11 +362,12 @@ class CALFModel(PastCovariatesTorchModel):
         ``n_epochs=0`` is said once (the model stays untrained). Lightning prints nothing unless
         ``verbose=True``.
         """
-        for name in ("series", "val_series"):
-            value = series if name == "series" else kwargs.get(name)
-            _refuse_static_covariates(name, value)
+        given = inspect.signature(super().fit).bind_partial(series, *args, **kwargs).arguments
         for name in ("series", "past_covariates", "val_series", "val_past_covariates"):
-            _refuse_non_finite(name, series if name == "series" else kwargs.get(name))
+            _refuse_non_timeseries(name, given.get(name))
+            _refuse_non_finite(name, given.get(name))
+        for name in ("series", "val_series"):
+            _refuse_static_covariates(name, given.get(name))
         targets = _series_list(series)
         if targets:
             warn_below_normalisation_floor(
@@ -373,6 +383,8 @@ class CALFModel(PastCovariatesTorchModel):
     def predict(self, n: int, series: Any = None, past_covariates: Any = None,
                 *args: Any, **kwargs: Any) -> Any:
         """darts' ``predict``, refusing static covariates and NaN or infinite context first."""
+        _refuse_non_timeseries("series", series)
+        _refuse_non_timeseries("past_covariates", past_covariates)
         _refuse_static_covariates("series", series)
         _refuse_non_finite("series", series)
         _refuse_non_finite("past_covariates", past_covariates)
@@ -445,6 +457,28 @@ class CALFModel(PastCovariatesTorchModel):
             model_name, work_dir=work_dir, file_name=file_name, best=best, trusted=trusted,
             **kwargs)
         return model._relocate_backbone(kwargs.get("backbone"))
+
+
+def _python_scalars(value: Any) -> Any:
+    """``value`` with numpy scalars replaced by Python ones, inside dicts, lists and tuples."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: _python_scalars(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_python_scalars(item) for item in value)
+    return value
+
+
+def _refuse_non_timeseries(name: str, value: Any) -> None:
+    """darts' own type error for pandas and numpy inputs, which darts would misread."""
+    if isinstance(value, (pd.DataFrame, pd.Series, np.ndarray)):
+        kind = f"{type(value).__module__.split('.')[0]}.{type(value).__name__}"
+        raise ValueError(
+            f"`{name}` is a {kind}, but input series must be of type `TimeSeries`, "
+            f"`Sequence[TimeSeries]`, or `Sequence[Sequence[TimeSeries]]` (darts); convert it "
+            f"first, e.g. TimeSeries.from_dataframe(df), TimeSeries.from_series(s) or "
+            f"TimeSeries.from_values(array)")
 
 
 def _series_list(value: Any) -> list[TimeSeries]:

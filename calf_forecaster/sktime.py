@@ -687,38 +687,71 @@ def _series_freq(time_index: pd.Index):
     return time_index.freq or (pd.infer_freq(time_index) if len(time_index) >= 3 else None)
 
 
+def _is_regular(index: pd.Index) -> bool:
+    """Whether sktime can count on from ``index`` in steps of one: a DatetimeIndex with a
+    frequency (its own or inferred), a PeriodIndex or integer index without gaps."""
+    if len(index) < 2:
+        return True
+    if isinstance(index, pd.DatetimeIndex):
+        return _series_freq(index) is not None
+    if isinstance(index, pd.PeriodIndex):
+        return len(index) == (index[-1] - index[0]).n + 1
+    if pd.api.types.is_integer_dtype(index.dtype):
+        return bool((np.diff(index.to_numpy()) == 1).all())
+    return True  # other index types are sktime's to judge
+
+
+def _irregular_fix(index: pd.Index) -> str:
+    """How to make ``index`` regular, for the error messages."""
+    if isinstance(index, pd.DatetimeIndex):
+        return ("make it regular first, e.g. y.asfreq('h') (then impute the gaps) or "
+                "y.resample('h').mean()")
+    if isinstance(index, pd.PeriodIndex):
+        return ("reindex it to every period first, y.reindex(pd.period_range(first, last, "
+                "freq=y.index.freq)), then impute the gaps")
+    return ("reindex it to every integer first, y.reindex(range(first, last + 1)), then impute "
+            "the gaps (sktime counts an integer index on in steps of 1)")
+
+
+def _check_order(key: SeriesKey, index: pd.Index) -> None:
+    """Refuse an unsorted or duplicated time index."""
+    if not index.is_monotonic_increasing or index.has_duplicates:
+        raise ValueError(
+            f"the time index of y{_describe(key)} is "
+            f"{'not unique' if index.has_duplicates else 'not sorted'}; sort it and drop "
+            "duplicated time points (y.sort_index(), y[~y.index.duplicated()]) first.")
+
+
 def _check_time_indexes(series: dict[SeriesKey, pd.DataFrame]) -> None:
     """Refuse timestamps sktime cannot extend: unsorted, duplicated or irregular ones."""
     for key, frame in series.items():
         index = frame.index
-        if not index.is_monotonic_increasing or index.has_duplicates:
+        _check_order(key, index)
+        if not _is_regular(index) or (isinstance(index, pd.DatetimeIndex)
+                                      and _series_freq(index) is None):
             raise ValueError(
-                f"the time index of y{_describe(key)} is "
-                f"{'not unique' if index.has_duplicates else 'not sorted'}; sort it and drop "
-                "duplicated time points (y.sort_index(), y[~y.index.duplicated()]) first.")
-        if isinstance(index, pd.DatetimeIndex) and _series_freq(index) is None:
-            raise ValueError(
-                f"the DatetimeIndex of y{_describe(key)} has no regular frequency, so forecasts "
-                "cannot be given timestamps; make it regular first, e.g. y.asfreq('h') (then "
-                "impute the gaps) or y.resample('h').mean().")
+                f"the time index of y{_describe(key)} is not regular (a missing time point, or "
+                f"no frequency), so forecasts cannot be given the right time points; "
+                f"{_irregular_fix(index)}.")
 
 
 def _check_continues(key: SeriesKey, seen: pd.Index | None, new: pd.Index) -> None:
-    """Refuse an update of one series that is unsorted, goes back in time or leaves a gap."""
-    _check_time_indexes({key: pd.DataFrame(index=new)})
+    """Refuse an update of one series that is unsorted, goes back in time or leaves a gap.
+
+    The regularity of a continued series is judged on its history and the update together,
+    so that an update of one or two time points (whose index alone has no frequency) passes.
+    """
     if seen is None or len(seen) == 0:
+        _check_time_indexes({key: pd.DataFrame(index=new)})
         return
+    _check_order(key, new)
     if new[-1] < seen[-1]:
         raise ValueError(f"the update of y{_describe(key)} ends at {new[-1]}, before the end of "
                          f"its history ({seen[-1]}); pass observations after {seen[-1]}.")
-    if isinstance(seen, pd.DatetimeIndex | pd.PeriodIndex):
-        union = seen.union(new)
-        regular = (_series_freq(union) is not None if isinstance(union, pd.DatetimeIndex)
-                   else len(union) == (union[-1] - union[0]).n + 1)
-        if not regular:
-            raise ValueError(f"the update of y{_describe(key)} starts at {new[0]}, leaving a gap "
-                             f"after the history's end {seen[-1]}; pass the missing time points "
-                             "too (impute them if need be).")
+    if not _is_regular(seen.union(new)):
+        raise ValueError(f"the update of y{_describe(key)} starts at {new[0]}, leaving a gap "
+                         f"after the history's end {seen[-1]}; pass the missing time points "
+                         "too (impute them if need be).")
 
 
 def _series_cutoff(time_index: pd.Index, global_cutoff: pd.Index) -> pd.Index:
