@@ -74,7 +74,7 @@ from calf_forecaster.persistence import (
     frozen_backbone_keys,
     strip_backbone,
 )
-from calf_forecaster.pipeline import build_network
+from calf_forecaster.pipeline import build_network, check_variates
 from calf_forecaster.preprocessing import warn_below_normalisation_floor
 from calf_forecaster.training import build_optimizer, quiet_lightning
 
@@ -392,9 +392,10 @@ class CALFModel(PastCovariatesTorchModel):
             return super().predict(n, series, past_covariates, *args, **kwargs)
 
     def _create_model(self, train_sample: TorchTrainingSample) -> _CALFModule:
-        """Build the network; an int ``random_state`` seeds its initial weights."""
+        """Build the network (an int ``random_state`` seeds its initial weights) and refuse
+        more tokens than the backbone's position table holds, before training starts."""
         seed = self.model_params.get("random_state")
-        return _CALFModule(
+        module = _CALFModule(
             backbone=self._backbone,
             calf_config=self._calf_config,
             training_config=self._training_config,
@@ -402,6 +403,9 @@ class CALFModel(PastCovariatesTorchModel):
             seed=int(seed) if isinstance(seed, numbers.Integral) else None,
             **self.pl_module_params,
         )
+        shapes = [getattr(train_sample, name) for name in ("past_target", "past_covariates")]
+        check_variates(module.calf, sum(s.shape[-1] for s in shapes if s is not None))
+        return module
 
     @property
     def _ckpt_skipped_params(self) -> list[str]:

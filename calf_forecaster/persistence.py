@@ -234,11 +234,19 @@ def deserialize_calf(files: Mapping[str, bytes], map_location: str | torch.devic
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CorruptModelError(f"{CONFIG_FILE} of {source} is corrupted ({error}); save the "
                                 f"model again") from error
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME \
-            or not 1 <= int(document.get("format_version", 0)) <= FORMAT_VERSION:
+    if not isinstance(document, dict):
+        raise CorruptModelError(f"{CONFIG_FILE} of {source} is not a CALF model description (a "
+                                f"JSON object, got {type(document).__name__}); save the model "
+                                f"again")
+    version = document.get("format_version")
+    if document.get("format") != FORMAT_NAME or not isinstance(version, int) \
+            or not 1 <= version <= FORMAT_VERSION:
         raise ValueError(f"{source} is not a CALF model of a format this version reads "
-                         f"(format {document.get('format')!r}, version "
-                         f"{document.get('format_version')})")
+                         f"(format {document.get('format')!r}, version {version!r})")
+    missing = [key for key in ("config", "embedding_fingerprint") if key not in document]
+    if missing or not isinstance(document["config"], dict):
+        raise CorruptModelError(f"{CONFIG_FILE} of {source} is incomplete (missing or invalid "
+                                f"{missing or ['config']}); save the model again")
     document = _upgrade_document(document)
     weights = files.get(WEIGHTS_FILE)
     expected_hash = document.get("weights_sha256")
@@ -265,7 +273,7 @@ def deserialize_calf(files: Mapping[str, bytes], map_location: str | torch.devic
     model.load_portable_state_dict(state)
     if not model.backbone_state_keys:  # the saved backbone replaced the loaded one
         model.embedding_fingerprint = document["embedding_fingerprint"]
-    return model.to(map_location).eval(), document["metadata"]
+    return model.to(map_location).eval(), document.get("metadata") or {}
 
 
 def load_calf(directory: str | Path, map_location: str | torch.device = "cpu",

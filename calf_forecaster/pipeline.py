@@ -57,6 +57,7 @@ from calf_forecaster.preprocessing import (
 from calf_forecaster.training import (
     NonFiniteForecastError,
     TrainingRun,
+    check_windows,
     fit_calf,
     predict_windows,
 )
@@ -137,12 +138,23 @@ def check_series(series: Sequence[object], required: int, names: Sequence[str], 
     list of numpy.ndarray
         The float64 (T, M) arrays.
     """
+    if len(series) == 0:
+        raise ValueError("no series given: pass at least one (T, M) array")
     arrays = [check_values(values, name) for values, name in zip(series, names)]
     widths = {a.shape[1] for a in arrays}
     if len(widths) > 1:
         raise ValueError(f"all series need the same number of columns, got {sorted(widths)}")
     check_lengths([len(a) for a in arrays], required, names, what, fix)
     return arrays
+
+
+def check_variates(network: CALF, n_variates: int) -> None:
+    """Refuse more variates than the backbone's position table holds, before any training."""
+    limit = network.max_variates
+    if limit is not None and n_variates > limit:
+        raise ValueError(f"{n_variates} variates (columns, covariates included) exceed the "
+                         f"position table of backbone {network.config.backbone!r}, which holds "
+                         f"{limit}; use fewer columns or a backbone with more positions")
 
 
 class CALFPipeline:
@@ -226,6 +238,7 @@ class CALFPipeline:
         names = list(names or [f"series[{i}]" for i in range(len(series))])
         arrays = check_series(series, config.seq_len + config.pred_len, names,
                               f"to train (seq_len={config.seq_len} + horizon {config.pred_len})")
+        check_variates(self.network, arrays[0].shape[1])
         if refit_scaler:
             self.scaler = ChannelScaler().fit(arrays) if training.scale else None
         scaled = arrays if self.scaler is None else [self.scaler.transform(a) for a in arrays]
@@ -276,7 +289,11 @@ class CALFPipeline:
         calf_forecaster.training.NonFiniteForecastError
             If a forecast is not finite (e.g. values beyond the network's precision).
         """
-        context = np.asarray(context, np.float64)
+        context = check_windows(context).astype(np.float64, copy=False)  # (N, L, M)
+        if self.scaler is not None and context.shape[2] != self.scaler.mean_.shape[0]:
+            raise ValueError(f"`context` has {context.shape[2]} columns, but the pipeline was "
+                             f"fitted on {self.scaler.mean_.shape[0]}; pass the columns of fit, "
+                             f"in the same order")
         x = context if self.scaler is None else self.scaler.transform(context)  # (N, L, M)
         device = inference_device(self.trainer_kwargs, self.trained_on)
         forecast = predict_windows(self.network, x, self.training.batch_size, device=device,

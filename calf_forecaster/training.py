@@ -402,7 +402,16 @@ def train_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
                     ckpt_path, verbose).model
 
 
-def _as_windows(x: np.ndarray | torch.Tensor) -> np.ndarray:
+def check_windows(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Validate lookback windows (N, L, M): numeric, rank 3, non-empty steps and variates, finite.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not numeric.
+    ValueError
+        If ``x`` has another rank, no time steps or variates, or NaN or infinite values.
+    """
     array = np.asarray(x) if not isinstance(x, torch.Tensor) else x.detach().cpu().numpy()
     if array.dtype.kind not in "iuf":
         raise TypeError(f"`x` must be numeric, got dtype {array.dtype}")
@@ -461,7 +470,7 @@ def predict_windows(model: CALF, x: np.ndarray | torch.Tensor, batch_size: int =
     NonFiniteForecastError
         If a forecast is NaN or infinite.
     """
-    array = _as_windows(x)
+    array = check_windows(x)
     home = next(model.parameters()).device
     device = torch.device(device) if device is not None else home
     was_training = model.training
