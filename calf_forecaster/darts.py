@@ -342,6 +342,10 @@ class CALFModel(PastCovariatesTorchModel):
         optimizer_kwargs = copy.deepcopy(self.pl_module_params.get("optimizer_kwargs")) or {}
         optimizer_kwargs.setdefault("lr", TrainingConfig.learning_rate)
         # validate every CALF knob now, as darts validates its own (both raise ValueError)
+        for name in LEADING:  # named here, not as CALF's seq_len / pred_len
+            if not isinstance(values[name], numbers.Integral) or isinstance(values[name], bool) \
+                    or values[name] < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {values[name]!r}")
         fields = split_values(PARAMETERS, values)
         config = CALFConfig(**fields[CALFConfig], seq_len=values["input_chunk_length"],
                             pred_len=nr_params * values["output_chunk_length"])
@@ -382,7 +386,12 @@ class CALFModel(PastCovariatesTorchModel):
 
     def predict(self, n: int, series: Any = None, past_covariates: Any = None,
                 *args: Any, **kwargs: Any) -> Any:
-        """darts' ``predict``, refusing static covariates and NaN or infinite context first."""
+        """darts' ``predict``, refusing a horizon below 1 (darts would return a cut or empty
+        series), static covariates and NaN or infinite context first."""
+        if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"`n` must be a positive integer (the number of steps to forecast), "
+                             f"got {n!r}")
+        n = int(n)
         _refuse_non_timeseries("series", series)
         _refuse_non_timeseries("past_covariates", past_covariates)
         _refuse_static_covariates("series", series)

@@ -85,8 +85,8 @@ class CALFForecaster(BaseForecaster):
     window), and ``predict`` needs the last ``seq_len`` observations of every
     series; otherwise a ``ValueError`` says which series is too short.
 
-    Exogenous ``X`` is not used yet: passing it logs a warning once per
-    forecaster. NaN or infinite values raise ``ValueError``, non-numeric
+    Exogenous ``X`` is not used yet: passing it logs a warning (once per
+    fit, not again at ``predict`` or ``update``). NaN or infinite values raise ``ValueError``, non-numeric
     columns ``TypeError``; a ``DatetimeIndex`` must be sorted, unique and
     regular (``asfreq``/``resample`` first), so that forecasts have timestamps.
 
@@ -333,7 +333,6 @@ class CALFForecaster(BaseForecaster):
         CALFForecaster
             ``self``.
         """
-        self._warn_if_exogenous(X)
         series = _split_series(y)
         _check_time_indexes(series)
         steps = self._relative_steps(fh, series)
@@ -526,6 +525,15 @@ class CALFForecaster(BaseForecaster):
         return check_series([frame.to_numpy() for frame in series.values()], required,
                             _names(series), f"{what} (seq_len={self.seq_len} plus the horizon "
                                             f"after each series' end, if any)")
+
+    def _check_X_y(self, X=None, y=None, **kwargs):
+        """sktime's checks of every public method, after saying that ``X`` is ignored.
+
+        sktime drops ``X`` before the inner methods see it (``capability:exogenous`` is
+        False), so this is where a passed ``X`` can still be noticed.
+        """
+        self._warn_if_exogenous(X)
+        return super()._check_X_y(X=X, y=y, **kwargs)
 
     def _warn_if_exogenous(self, X) -> None:
         if X is not None and not getattr(self, "_warned_exogenous", False):
