@@ -52,9 +52,8 @@ def plot_forecast(history: np.ndarray, actual: np.ndarray, forecast: np.ndarray,
     axis.axvline(0, color="0.8", linestyle="--")
     axis.set(title=f"ETTh1 {column}, last test window\n{about}",
              xlabel="hours from the forecast origin", ylabel=f"{column} (standardised)")
-    axis.legend(loc="best", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside: hides nothing
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 
 
