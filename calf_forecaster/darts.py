@@ -412,8 +412,9 @@ class CALFModel(PastCovariatesTorchModel):
             seed=int(seed) if isinstance(seed, numbers.Integral) else None,
             **self.pl_module_params,
         )
-        shapes = [getattr(train_sample, name) for name in ("past_target", "past_covariates")]
-        check_variates(module.calf, sum(s.shape[-1] for s in shapes if s is not None))
+        if train_sample is not None:
+            shapes = [getattr(train_sample, name) for name in ("past_target", "past_covariates")]
+            check_variates(module.calf, sum(s.shape[-1] for s in shapes if s is not None))
         return module
 
     @property

@@ -1116,3 +1116,11 @@ def test_darts_float32_near_its_range_forecasts_at_scale() -> None:  # id: darts
     forecast = model.predict(6).values()
     assert forecast.dtype == np.float32 and np.isfinite(forecast).all()
     assert (5e29 < np.abs(forecast)).all() and (np.abs(forecast) < 5e30).all()
+
+
+def test_darts_too_many_tokens_are_refused_before_training(calls) -> None:
+    """id: darts-fit-too-many-tokens. Target and covariate components share 64 positions."""
+    with pytest.raises(ValueError, match="65 variates .* exceed the position table"):
+        darts_model().fit(darts_series(columns=60),
+                          past_covariates=darts_series(columns=5, prefix="x"))
+    assert calls.trained == 0 and calls.built == 1
