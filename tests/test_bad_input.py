@@ -1123,4 +1123,4 @@ def test_darts_too_many_tokens_are_refused_before_training(calls) -> None:
     with pytest.raises(ValueError, match="65 variates .* exceed the position table"):
         darts_model().fit(darts_series(columns=60),
                           past_covariates=darts_series(columns=5, prefix="x"))
-    assert calls.trained == 0 and calls.built == 1
+    assert calls.trained == 0 and calls.built >= 1  # the backbone tells the table's size
