@@ -1124,3 +1124,33 @@ def test_darts_too_many_tokens_are_refused_before_training(calls) -> None:
         darts_model().fit(darts_series(columns=60),
                           past_covariates=darts_series(columns=5, prefix="x"))
     assert calls.trained == 0 and calls.built >= 1  # the backbone tells the table's size
+
+
+SK_PREDICT_ROWS = [
+    ("sk-predict-fh-beyond-fit", [1, 2, 3], ValueError, "different forecasting horizon"),
+    ("sk-predict-fh-in-sample", [-1], ValueError, "different forecasting horizon"),
+]
+
+
+@pytest.mark.parametrize(("fh", "error", "match"), [row[1:] for row in SK_PREDICT_ROWS],
+                         ids=[row[0] for row in SK_PREDICT_ROWS])
+def test_sktime_predict_refuses_another_horizon(fitted_forecaster, fh, error, match) -> None:
+    with pytest.raises(error, match=match):
+        fitted_forecaster.predict(fh=fh)
+
+
+DARTS_PREDICT_OWN_ROWS = [  # refused by darts' own checks
+    ("darts-predict-other-components", lambda: {"series": darts_series(columns=2)}, ValueError,
+     "must have equal number of components"),
+    ("darts-predict-unexpected-past-covariates", lambda: {
+        "series": darts_series(), "past_covariates": darts_series(prefix="x")}, ValueError,
+     "trained without `past_covariates`"),
+]
+
+
+@pytest.mark.parametrize(("make_arguments", "error", "match"),
+                         [row[1:] for row in DARTS_PREDICT_OWN_ROWS],
+                         ids=[row[0] for row in DARTS_PREDICT_OWN_ROWS])
+def test_darts_predict_refuses_other_columns(fitted_darts, make_arguments, error, match) -> None:
+    with pytest.raises(error, match=match):
+        fitted_darts.predict(6, **make_arguments())
