@@ -187,7 +187,7 @@ def without_dropout(ett_h1, tmp_path) -> dict[str, object]:
     setup = {"config": tiny_config(backbone, dropout=0.0, lora_dropout=0.0),
              "train": WindowDataset(values[:16 + 8 + 15], 16, 8),
              "validation": WindowDataset(values[100:100 + 16 + 8 + 3], 16, 8),
-             "test": torch.as_tensor(sliding_windows(values[200:], 16, 8)[0][:10]),
+             "test": torch.tensor(sliding_windows(values[200:], 16, 8)[0][:10]),  # copy: a view
              "training": TrainingConfig(batch_size=16, max_epochs=4, patience=10, seed=0,
                                         learning_rate=1e-2)}
     assert (len(setup["train"]), len(setup["validation"])) == (16, 4)
@@ -223,6 +223,8 @@ def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(without_drop
 
 
 @pytest.mark.parametrize(("learning_rate", "best_epoch"), [(3e-3, 4), (1e-2, 2)])
+# the resumed run writes to a second directory on purpose (the first keeps its last.ckpt to check)
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from:UserWarning")
 def test_lightning_checkpoints_hold_no_backbone_and_resume_where_they_stopped(
         without_dropout, tmp_path, learning_rate: float, best_epoch: int) -> None:
     """2 epochs + resume to 4 from the checkpoint = 4 epochs in one go: weights, Adam moments,
