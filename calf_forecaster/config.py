@@ -21,10 +21,13 @@ from typing import Any, Literal
 
 LLMMode = Literal["llm", "none", "attention", "transformer"]
 LossName = Literal["l1", "smooth_l1", "mse"]
+TermLossName = Literal["l1", "smooth_l1", "mse", "smape", "mase"]
 Grouping = Literal["paper", "reference"]
 
 LLM_MODES: tuple[str, ...] = ("llm", "none", "attention", "transformer")
 LOSS_NAMES: tuple[str, ...] = ("l1", "smooth_l1", "mse")
+#: Distances of the supervised and output terms: also M4's masked sMAPE and MASE (§9).
+TERM_LOSS_NAMES: tuple[str, ...] = (*LOSS_NAMES, "smape", "mase")
 GROUPINGS: tuple[str, ...] = ("paper", "reference")
 
 
@@ -181,6 +184,19 @@ class TrainingConfig(_ConfigMixin):
 
     loss: LossName = _field("l1", "Distance `d` of all three loss terms: `\"l1\"` (ETT), "
                                   "`\"smooth_l1\"` (Weather, ECL, Traffic) or `\"mse\"`.")
+    supervised_loss: TermLossName | None = _field(
+        None, "Distance of the supervised term; `None` takes `loss`. Also `\"smape\"` and "
+              "`\"mase\"`, the masked M4 losses of docs/method.md §9 (MASE scales by each "
+              "lookback's seasonal-naive MAE at lag `mase_seasonality`).")
+    output_loss: TermLossName | None = _field(
+        None, "Distance of the output-consistency term; `None` takes `loss`; choices as "
+              "`supervised_loss` (M4: `\"mase\"`).")
+    feature_loss: LossName | None = _field(
+        None, "Distance of the feature-regularisation terms; `None` takes `loss` (M4: "
+              "`\"smooth_l1\"`).")
+    mase_seasonality: int = _field(1, "Lag m of the in-sample seasonal-naive scale of the "
+                                      "`\"mase\"` loss (M4: Yearly 1, Quarterly 4, Monthly 12, "
+                                      "Weekly 1, Daily 1, Hourly 24).")
     supervised_weight: float = _field(1.0, "Weight of the supervised term d(y_time, y).")
     output_weight: float = _field(1.0, "Weight of the output-consistency term "
                                        "d(y_time, y_text).")
@@ -216,6 +232,12 @@ class TrainingConfig(_ConfigMixin):
 
     def __post_init__(self) -> None:
         _choice(self, "loss", LOSS_NAMES)
+        for name in ("supervised_loss", "output_loss"):
+            if getattr(self, name) is not None:
+                _choice(self, name, TERM_LOSS_NAMES)
+        if self.feature_loss is not None:
+            _choice(self, "feature_loss", LOSS_NAMES)
+        _integer(self, "mase_seasonality", 1)
         for name in ("supervised_weight", "output_weight", "feature_weight"):
             _real(self, name, 0.0)
         _real(self, "feature_decay", 0.0, 1.0, low_open=True)
@@ -241,6 +263,11 @@ class TrainingConfig(_ConfigMixin):
             if not _is_integral(self.seed):
                 _fail("seed", f"must be None or an int >= 0, got {self.seed!r}", ConfigTypeError)
             _integer(self, "seed", 0)
+
+    def term_losses(self) -> tuple[str, str, str]:
+        """Distances of the supervised, output-consistency and feature terms (``None``: ``loss``)."""
+        return (self.supervised_loss or self.loss, self.output_loss or self.loss,
+                self.feature_loss or self.loss)
 
 
 def field_docs(config_class: type) -> dict[str, str]:

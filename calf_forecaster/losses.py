@@ -1,7 +1,13 @@
 """CALF's three training losses (``docs/method.md`` §3), as one function returning every part.
 
-Symbols: B batch, H horizon, M variates of the forecast, M_t target variates (the last M_t of M),
-D backbone width, S hidden states per branch.
+Symbols: B batch, L lookback, H horizon, M variates of the forecast, M_t target variates (the last
+M_t of M), D backbone width, S hidden states per branch, m seasonality.
+
+Each term has its own distance (``TrainingConfig.term_losses``; all ``loss`` by default). Besides
+L1, SmoothL1 and MSE, the supervised and output terms can use the M4 losses of §9, as the
+Time-Series-Library computes them: masked sMAPE :func:`smape_loss` and masked MASE
+:func:`mase_loss` (scaled by each lookback's seasonal-naive MAE). A mask (B, H, M_t), 1 on real
+target values and 0 on padding, weights every distance when given.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from calf_forecaster.config import TrainingConfig
@@ -27,6 +34,73 @@ DISTANCES: dict[str, type[nn.Module]] = {
 def distance(name: str) -> nn.Module:
     """The distance ``d`` named ``name`` as a loss module (what darts' ``loss_fn`` takes too)."""
     return DISTANCES[name]()
+
+
+#: Distances that need the target mask or the lookback (M4, docs/method.md §9).
+MASKED_DISTANCES = ("smape", "mase")
+
+
+def _divide_no_nan(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """``numerator / denominator`` with 0 wherever the quotient is NaN or infinite."""
+    result = numerator / denominator
+    return torch.where(torch.isfinite(result), result, torch.zeros_like(result))
+
+
+def smape_loss(forecast: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Masked sMAPE in percent: ``200 mean(mask |f - y| / (|f| + |y|))``, 0/0 counted as 0.
+
+    The denominator is detached, as in the Time-Series-Library loss the reference trains with.
+    """
+    mask = torch.ones_like(target) if mask is None else mask
+    ratio = _divide_no_nan((forecast - target).abs(), forecast.detach().abs() + target.abs())
+    return 200.0 * torch.mean(ratio * mask)
+
+
+def mase_loss(forecast: Tensor, target: Tensor, insample: Tensor, seasonality: int,
+              mask: Tensor | None = None) -> Tensor:
+    """Masked MASE: ``mean(mask |f - y| / scale)``, scale the lookback's seasonal-naive MAE.
+
+    Parameters
+    ----------
+    forecast, target
+        (B, H, M_t).
+    insample
+        Lookback windows (B, L, M_t); ``scale = mean_t |x_t - x_{t-m}|`` per window and variate
+        (a zero scale gives weight 0, as ``divide_no_nan`` does in the reference).
+    seasonality
+        Lag m (< L).
+    mask
+        (B, H, M_t), or ``None`` for all ones.
+    """
+    if not 1 <= seasonality < insample.shape[1]:
+        raise ValueError(f"`mase_seasonality`={seasonality} must lie in [1, seq_len="
+                         f"{insample.shape[1]})")
+    mask = torch.ones_like(target) if mask is None else mask
+    scale = (insample[:, seasonality:] - insample[:, :-seasonality]).abs().mean(1, keepdim=True)
+    return torch.mean((forecast - target).abs() * _divide_no_nan(mask, scale))  # scale (B, 1, M_t)
+
+
+def term_distance(name: str, forecast: Tensor, target: Tensor, mask: Tensor | None = None,
+                  insample: Tensor | None = None, seasonality: int = 1) -> Tensor:
+    """Distance ``name`` between two (B, H, M_t) tensors, weighted by ``mask`` when given.
+
+    Without a mask, L1/SmoothL1/MSE are exactly their torch modules' means.
+
+    Raises
+    ------
+    ValueError
+        For ``"mase"`` without ``insample``.
+    """
+    if name == "smape":
+        return smape_loss(forecast, target, mask)
+    if name == "mase":
+        if insample is None:
+            raise ValueError("the `\"mase\"` loss needs the lookback windows (`insample`)")
+        return mase_loss(forecast, target, insample, seasonality, mask)
+    if mask is None:
+        return distance(name)(forecast, target)
+    elementwise = DISTANCES[name](reduction="none")(forecast, target)
+    return torch.mean(elementwise * mask)
 
 
 @dataclass
@@ -51,7 +125,8 @@ def feature_regularisation(time_features: list[Tensor], text_features: list[Tens
 
 
 def calf_loss(output: CALFOutput, target: Tensor, config: TrainingConfig,
-              supervised: Tensor | None = None) -> CALFLossParts:
+              supervised: Tensor | None = None, mask: Tensor | None = None,
+              insample: Tensor | None = None) -> CALFLossParts:
     """Total training loss ``w_sup L_sup + w_out L_out + w_feat L_feat`` and its parts.
 
     Parameters
@@ -65,6 +140,12 @@ def calf_loss(output: CALFOutput, target: Tensor, config: TrainingConfig,
         Supplies the distance and the three weights and the feature decay.
     supervised
         A supervised term computed elsewhere (e.g. a likelihood loss) replacing ``d(y_time, y)``.
+    mask
+        (B, H, M_t): 1 on real target values, 0 on padding (the M4 sampler's ``y_mask``); weights
+        the supervised and output terms. ``None``: every value counts.
+    insample
+        The lookback windows (B, L, M) the forecasts came from; needed by the ``"mase"`` distance
+        (its last M_t channels give the scale).
 
     Returns
     -------
@@ -72,15 +153,18 @@ def calf_loss(output: CALFOutput, target: Tensor, config: TrainingConfig,
     """
     if output.text_forecast is None or output.time_features is None or output.text_features is None:
         raise ValueError("calf_loss needs a forward pass with `with_text_branch=True`")
-    d = distance(config.loss)
+    supervised_name, output_name, feature_name = config.term_losses()
     n_targets = target.shape[-1]
     time_forecast = output.forecast[..., -n_targets:]  # (B, H, M_t)
     text_forecast = output.text_forecast[..., -n_targets:]
+    lookback = None if insample is None else insample[..., -n_targets:]  # (B, L, M_t)
     if supervised is None:
-        supervised = d(time_forecast, target)
-    consistency = d(time_forecast, text_forecast)
-    feature = feature_regularisation(output.time_features, output.text_features, d,
-                                     config.feature_decay)
+        supervised = term_distance(supervised_name, time_forecast, target, mask, lookback,
+                                   config.mase_seasonality)
+    consistency = term_distance(output_name, time_forecast, text_forecast, mask, lookback,
+                                config.mase_seasonality)
+    feature = feature_regularisation(output.time_features, output.text_features,
+                                     distance(feature_name), config.feature_decay)
     total = (config.supervised_weight * supervised + config.output_weight * consistency
              + config.feature_weight * feature)
     return CALFLossParts(total=total, supervised=supervised, output=consistency, feature=feature)

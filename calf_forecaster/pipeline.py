@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from calf_forecaster.config import CALFConfig, TrainingConfig
 from calf_forecaster.model import CALF
@@ -271,6 +272,37 @@ class CALFPipeline:
         run = fit_calf(self.network, train_data, val_data, training, self.trainer_kwargs,
                        ckpt_path, self.verbose)
         self.network.to("cpu")  # stored portable; forecasts move it to `trained_on` and back
+        self.trained_on = str(run.device)
+        self.last_run = run
+        return run
+
+    def fit_datasets(self, train_data: Dataset, validation_data: Dataset | None = None,
+                     ckpt_path: str | None = None) -> TrainingRun:
+        """Train on ready-made datasets, e.g. M4's sampler (docs/method.md §9), without scaling.
+
+        For protocols whose samples are not the sliding windows of :meth:`fit`: the datasets'
+        items are ``(x (L, M), y (H, M_t))`` or ``(x, y, x_mask, y_mask)`` (the target mask then
+        weights the losses); no column scaler is fitted (the network still normalises every
+        window) and ``training.validation_size`` is not used.
+
+        Parameters
+        ----------
+        train_data
+            Training samples (e.g. :class:`~calf_forecaster.datasets.M4TrainingDataset`).
+        validation_data
+            Samples for early stopping and the restored best epoch, or ``None`` (no early
+            stopping: ``max_epochs`` are run).
+        ckpt_path
+            A Lightning checkpoint to resume from.
+
+        Returns
+        -------
+        TrainingRun
+        """
+        self.scaler = None
+        run = fit_calf(self.network, train_data, validation_data, self.training,
+                       self.trainer_kwargs, ckpt_path, self.verbose)
+        self.network.to("cpu")
         self.trained_on = str(run.device)
         self.last_run = run
         return run

@@ -200,16 +200,19 @@ class CALFLightningModule(pl.LightningModule):
         """Temporal-branch forecast (B, H, M) of lookback windows (B, L, M)."""
         return self.model.predict(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch  # (B, L, M), (B, H, M)
-        parts = calf_loss(self.model(x, with_text_branch=True), y, self.training_config)
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        # (x (B, L, M), y (B, H, M_t)) windows, or the M4 sampler's (x, y, x_mask, y_mask)
+        x, y = batch[0], batch[1]
+        mask = batch[3] if len(batch) == 4 else None  # (B, H, M_t), 0 on padding
+        parts = calf_loss(self.model(x, with_text_branch=True), y, self.training_config,
+                          mask=mask, insample=x)
         self.log_dict({"train_loss": parts.total, "train_supervised": parts.supervised,
                        "train_output": parts.output, "train_feature": parts.feature},
                       on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return parts.total
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
         forecast = self.model.predict(x)[..., -y.shape[-1]:]
         # Batch-size-weighted mean over every window, averaged over processes under DDP, so that
         # early stopping and the restored best epoch agree on every rank.

@@ -76,3 +76,50 @@ def test_every_trainable_parameter_receives_gradient(tiny_gpt2) -> None:
                if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert missing == []
     assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
+
+
+def test_term_distances_default_to_loss_and_defaults_are_unchanged() -> None:
+    config = TrainingConfig(loss="smooth_l1")
+    assert config.term_losses() == ("smooth_l1", "smooth_l1", "smooth_l1")
+    output, target = _output(), torch.randn(2, 5, 4)
+    plain = calf_loss(output, target, config)
+    with_insample = calf_loss(output, target, config, insample=torch.randn(2, 7, 4))
+    assert torch.equal(plain.total, with_insample.total)  # bit-identical: insample unused
+    assert torch.equal(plain.supervised, F.smooth_l1_loss(output.forecast, target))
+
+
+def test_m4_term_losses_smape_mase_smooth_l1_with_mask() -> None:
+    from calf_forecaster.losses import mase_loss, smape_loss
+
+    output = _output(channels=1)
+    target = torch.randn(2, 5, 1)
+    mask = torch.ones(2, 5, 1)
+    mask[1, 3:] = 0  # padding past the end of a series
+    insample = torch.randn(2, 10, 1)
+    config = TrainingConfig(supervised_loss="smape", output_loss="mase", feature_loss="smooth_l1",
+                            mase_seasonality=2)
+    parts = calf_loss(output, target, config, mask=mask, insample=insample)
+    f, t, s = output.forecast, target, output.text_forecast
+    expected_smape = 200 * torch.mean((f - t).abs() / (f.abs() + t.abs()) * mask)
+    torch.testing.assert_close(parts.supervised, expected_smape)
+    scale = (insample[:, 2:] - insample[:, :-2]).abs().mean(1, keepdim=True)
+    torch.testing.assert_close(parts.output, torch.mean((f - s).abs() / scale * mask))
+    feature = sum(0.8 ** (2 - i) * F.smooth_l1_loss(a, b)
+                  for i, (a, b) in enumerate(zip(output.time_features, output.text_features)))
+    torch.testing.assert_close(parts.feature, feature)
+    # 0/0 counts as 0 and a zero scale gives weight 0 (no NaN)
+    zero = torch.zeros(1, 3, 1)
+    assert smape_loss(zero, zero).item() == 0.0
+    assert mase_loss(zero + 1, zero, torch.ones(1, 4, 1), 1).item() == 0.0
+
+
+def test_mase_needs_the_lookback_and_term_names_are_validated() -> None:
+    config = TrainingConfig(supervised_loss="mase")
+    with pytest.raises(ValueError, match="insample"):
+        calf_loss(_output(), torch.randn(2, 5, 4), config)
+    with pytest.raises(ValueError, match="`feature_loss`"):
+        TrainingConfig(feature_loss="mase")
+    with pytest.raises(ValueError, match="`output_loss`"):
+        TrainingConfig(output_loss="mape")
+    with pytest.raises(ValueError, match="`mase_seasonality`"):
+        TrainingConfig(mase_seasonality=0)

@@ -195,3 +195,27 @@ def test_mixed_precision_training_and_prediction_stay_close_to_float32(precision
     assert np.isfinite(forecasts[precision]).all()
     spread = np.abs(forecasts["32-true"] - 20).max()
     assert np.abs(forecasts[precision] - forecasts["32-true"]).max() < 0.1 * spread
+
+
+def test_fit_datasets_trains_on_the_m4_sampler_with_masked_m4_losses() -> None:
+    from torch.utils.data import TensorDataset
+
+    from calf_forecaster.datasets import M4TrainingDataset, m4_holdout, m4_last_windows
+
+    series = {f"H{i}": sines(60 + 7 * i, columns=1, seed=i)[:, 0] for i in range(6)}
+    train, targets = m4_holdout(series, 8)
+    sampler = M4TrainingDataset(train, pred_len=8, seq_len=16, history_size=10.0, seed=0)
+    x_val, _ = m4_last_windows(train, 16)
+    validation = TensorDataset(torch.from_numpy(x_val),
+                               torch.from_numpy(np.stack(list(targets.values()))[..., None]
+                                                .astype(np.float32)))
+    training = TrainingConfig(max_epochs=2, seed=0, batch_size=4, supervised_loss="smape",
+                              output_loss="mase", feature_loss="smooth_l1", mase_seasonality=2)
+    pipeline = CALFPipeline.build(tiny_config(), training)
+    initial = pipeline.network.head.weight.detach().clone()
+    run = pipeline.fit_datasets(sampler, validation)
+    assert (run.epochs, run.n_train_windows, run.n_val_windows) == (2, 6, 6)
+    assert pipeline.scaler is None and pipeline.trained_on == "cpu"
+    assert not torch.equal(initial, pipeline.network.head.weight)
+    x_test, _ = m4_last_windows(series, 16)
+    assert pipeline.forecast(x_test).shape == (6, 8, 1)
