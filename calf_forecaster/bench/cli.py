@@ -148,9 +148,10 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_command(records_dir: Path, output: Path) -> str:
+def _report_command(records_dir: Path, output: Path, plot_dir: Path | None = None) -> str:
+    plots = f" --plot-dir {shlex.quote(str(plot_dir))}" if plot_dir else ""
     return (f"calf-bench report --records-dir {shlex.quote(str(records_dir))} "
-            f"--output {shlex.quote(str(output))}")
+            f"--output {shlex.quote(str(output))}{plots}")
 
 
 def command_report(args: argparse.Namespace) -> int:
@@ -160,8 +161,8 @@ def command_report(args: argparse.Namespace) -> int:
         logger.error("no records in %s", args.records_dir)
         return 1
     plot_dir = args.plot_dir or args.output.parent
-    report.write_report(collected, args.output, _report_command(args.records_dir, args.output),
-                        plot_dir)
+    command = _report_command(args.records_dir, args.output, args.plot_dir)
+    report.write_report(collected, args.output, command, plot_dir)
     print(f"calf-bench: report of {len(collected)} records written to {args.output}")
     return 0
 

@@ -259,11 +259,14 @@ def expand_grid(suites: Iterable[str], variants: Sequence[str] = DEFAULT_VARIANT
                               else ["full"])
                     run_percents = percents if suite == "few-shot" else [None]
                     run_seeds = seeds[:1] if variant.deterministic else seeds
+                    fields = dict(common)
+                    if variant.kind != "calf":  # baselines do not depend on the backbone
+                        fields["backbone"] = "none"
                     for percent in run_percents:
                         for loss in losses:
                             for seed in run_seeds:
                                 specs.add(RunSpec(suite=suite, dataset=dataset, source=source,
                                                   seq_len=lookback, pred_len=horizon,
                                                   variant=name, seed=int(seed), percent=percent,
-                                                  loss_setting=loss, **common))
+                                                  loss_setting=loss, **fields))
     return sorted(specs, key=RunSpec.sort_key)

@@ -24,6 +24,8 @@ from calf_forecaster.bench.published import SOURCE, published
 logger = logging.getLogger(__name__)
 
 PLOTS = ("forecast.png", "variants.png", "cost.png")
+#: In an existing report file, everything above this line is kept when it is regenerated.
+MARKER = "<!-- calf-bench results below: regenerated, do not edit -->"
 _GROUP_FIELDS = ("suite", "dataset", "source", "seq_len", "pred_len", "percent", "loss_setting",
                  "variant", "backbone", "max_epochs", "stride", "max_rows", "trainer_kwargs")
 
@@ -225,11 +227,19 @@ def plot_all(records: Sequence[dict[str, Any]], directory: Path) -> list[str]:
 
 def write_report(records: Sequence[dict[str, Any]], output: Path, command: str,
                  plot_dir: Path | None = None) -> Path:
-    """Write the Markdown report to ``output`` (plots beside it, or into ``plot_dir``)."""
+    """Write the Markdown report to ``output`` (plots beside it, or into ``plot_dir``).
+
+    If ``output`` exists and holds :data:`MARKER`, the text above the marker is kept and only
+    what follows it is regenerated (so ``docs/results.md`` keeps its explanations).
+    """
     plot_dir = plot_dir or output.parent
     written = plot_all(records, plot_dir)
     relative = [str((plot_dir / name).relative_to(output.parent)) if plot_dir.is_relative_to(
         output.parent) else str(plot_dir / name) for name in written]
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(markdown(records, command, relative))
+    text = markdown(records, command, relative)
+    if output.is_file() and MARKER in output.read_text():  # keep the hand-written part above it
+        head = output.read_text().split(MARKER, 1)[0]
+        text = f"{head}{MARKER}\n\n{text}"
+    output.write_text(text)
     return output
