@@ -219,3 +219,16 @@ def test_fit_datasets_trains_on_the_m4_sampler_with_masked_m4_losses() -> None:
     assert not torch.equal(initial, pipeline.network.head.weight)
     x_test, _ = m4_last_windows(series, 16)
     assert pipeline.forecast(x_test).shape == (6, 8, 1)
+
+
+@pytest.mark.parametrize(("mode", "count"), [("none", 9_204_320), ("attention", 15_108_704),
+                                             ("transformer", 21_411_936)])
+def test_ablation_parameter_counts_at_gpt2_small_width(tmp_path, mode, count) -> None:
+    """The trainable parameters of Tan et al.'s ablations at GPT-2 small's width (docs/ablations.md);
+    everything they hold trains (no frozen language model)."""
+    from calf_forecaster.backbone import count_parameters, save_backbone_config
+
+    config = CALFConfig(backbone=str(save_backbone_config(tmp_path)), pretrained=False,
+                        llm_mode=mode)
+    model = CALF.from_pretrained(config)
+    assert count_parameters(model, trainable_only=True) == count_parameters(model) == count
