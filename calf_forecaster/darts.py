@@ -364,7 +364,7 @@ class CALFModel(PastCovariatesTorchModel):
         Static covariates (which darts would ignore for this model) and NaN or infinite values
         in ``series``, ``past_covariates`` and their validation counterparts are refused;
         ``n_epochs=0`` is said once (the model stays untrained). Lightning prints nothing unless
-        ``verbose=True``.
+        ``verbose=True`` (see :meth:`fit_from_dataset`).
         """
         given = inspect.signature(super().fit).bind_partial(series, *args, **kwargs).arguments
         for name in ("series", "past_covariates", "val_series", "val_past_covariates"):
@@ -381,8 +381,18 @@ class CALFModel(PastCovariatesTorchModel):
         if self.n_epochs == 0 and kwargs.get("epochs", 0) == 0:
             logger.warning("n_epochs=0: CALFModel.fit trains nothing; the model keeps its "
                            "initial weights")
+        return super().fit(series, *args, **kwargs)
+
+    def fit_from_dataset(self, *args: Any, **kwargs: Any) -> CALFModel:
+        """darts' ``fit_from_dataset`` without Lightning's banner and tips unless ``verbose``."""
         with quiet_lightning(bool(kwargs.get("verbose"))):
-            return super().fit(series, *args, **kwargs)
+            return super().fit_from_dataset(*args, **kwargs)
+
+    def predict_from_dataset(self, *args: Any, **kwargs: Any) -> Any:
+        """darts' ``predict_from_dataset`` (behind ``predict``, ``historical_forecasts`` and
+        ``backtest``) without Lightning's banner and tips unless ``verbose``."""
+        with quiet_lightning(bool(kwargs.get("verbose"))):
+            return super().predict_from_dataset(*args, **kwargs)
 
     def predict(self, n: int, series: Any = None, past_covariates: Any = None,
                 *args: Any, **kwargs: Any) -> Any:
@@ -397,8 +407,7 @@ class CALFModel(PastCovariatesTorchModel):
         _refuse_static_covariates("series", series)
         _refuse_non_finite("series", series)
         _refuse_non_finite("past_covariates", past_covariates)
-        with quiet_lightning(bool(kwargs.get("verbose"))):
-            return super().predict(n, series, past_covariates, *args, **kwargs)
+        return super().predict(n, series, past_covariates, *args, **kwargs)
 
     def _create_model(self, train_sample: TorchTrainingSample) -> _CALFModule:
         """Build the network (an int ``random_state`` seeds its initial weights) and refuse

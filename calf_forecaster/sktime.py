@@ -179,6 +179,11 @@ class CALFForecaster(BaseForecaster):
     >>> forecaster = CALFForecaster(backbone="gpt2")  # doctest: +SKIP
     >>> forecaster.fit(y, fh=list(range(1, 97)))  # doctest: +SKIP
 """
+    # The adapter keeps its own history (``_cur_y``) and updates natively, so sktime need not
+    # store ``_y``/``_X`` too: sktime 1.3's default, taken now (it also ends sktime's warning
+    # about the coming change at every construction).
+    _config = {"remember_data": False}
+
     _tags = {
         # packaging info
         # --------------
@@ -644,6 +649,10 @@ def _store_parameters(self: CALFForecaster, values: dict[str, Any]) -> None:
     for name, value in values.items():
         setattr(self, name, value)
     BaseForecaster.__init__(self)
+    # sktime creates these only when ``remember_data`` is on at construction; a later
+    # ``set_config(remember_data=True)`` expects them
+    self._y = getattr(self, "_y", None)
+    self._X = getattr(self, "_X", None)
 
 
 CALFForecaster.__init__ = make_init(PARAMETERS, _store_parameters,

@@ -83,9 +83,6 @@ def test_darts_fit_and_predict_print_nothing_of_lightning() -> None:
     assert noise_in(printed) == [], printed
 
 
-@pytest.mark.xfail(strict=True, reason="CALFModel wraps fit and predict in quiet_lightning, not "
-                   "darts' fit_from_dataset / predict_from_dataset, which historical_forecasts "
-                   "and backtest call directly")
 def test_darts_historical_forecasts_print_nothing_of_lightning() -> None:
     printed = run_script(HISTORICAL_SCRIPT)
     assert noise_in(printed) == [], printed
