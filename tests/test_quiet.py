@@ -13,8 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 #: What Lightning and transformers print when nobody silences them.
 NOISE = ("GPU available", "TPU available", "litmodels", "litlogger", "Trainable params",
          "it/s]", "it/s ", "Loading weights")
