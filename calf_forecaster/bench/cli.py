@@ -162,7 +162,9 @@ def command_report(args: argparse.Namespace) -> int:
         return 1
     plot_dir = args.plot_dir or args.output.parent
     command = _report_command(args.records_dir, args.output, args.plot_dir)
-    report.write_report(collected, args.output, command, plot_dir)
+    if args.no_plots:
+        command += " --no-plots"
+    report.write_report(collected, args.output, command, plot_dir, plots=not args.no_plots)
     print(f"calf-bench: report of {len(collected)} records written to {args.output}")
     return 0
 
@@ -200,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--records-dir", type=Path, required=True)
     rep.add_argument("--output", type=Path, required=True)
     rep.add_argument("--plot-dir", type=Path, default=None, help="default: beside --output")
+    rep.add_argument("--no-plots", action="store_true",
+                     help="Markdown only (e.g. for docs/, where PNGs are not committed)")
     rep.set_defaults(handler=command_report)
     lst = sub.add_parser("list", help="list the runs of a grid")
     _grid_arguments(lst)

@@ -226,14 +226,14 @@ def plot_all(records: Sequence[dict[str, Any]], directory: Path) -> list[str]:
 
 
 def write_report(records: Sequence[dict[str, Any]], output: Path, command: str,
-                 plot_dir: Path | None = None) -> Path:
+                 plot_dir: Path | None = None, plots: bool = True) -> Path:
     """Write the Markdown report to ``output`` (plots beside it, or into ``plot_dir``).
 
     If ``output`` exists and holds :data:`MARKER`, the text above the marker is kept and only
     what follows it is regenerated (so ``docs/results.md`` keeps its explanations).
     """
     plot_dir = plot_dir or output.parent
-    written = plot_all(records, plot_dir)
+    written = plot_all(records, plot_dir) if plots else []
     relative = [str((plot_dir / name).relative_to(output.parent)) if plot_dir.is_relative_to(
         output.parent) else str(plot_dir / name) for name in written]
     output.parent.mkdir(parents=True, exist_ok=True)
