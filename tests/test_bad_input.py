@@ -47,13 +47,7 @@ L, H = TINY_SETTINGS["seq_len"], TINY_SETTINGS["pred_len"]  # 16, 8
 CPU = {"accelerator": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread: intra-op threads only add contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
 
 
 class Calls:
