@@ -96,6 +96,26 @@ def _boolean(config: object, name: str) -> None:
     object.__setattr__(config, name, bool(value))
 
 
+def _quantile_levels(levels: object) -> tuple[float, ...]:
+    """Check quantile levels (sorted, unique, in (0, 1), with 0.5); return them as floats."""
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
+        _fail("quantiles", f"must be None or a sequence of levels in (0, 1), got {levels!r}",
+              ConfigTypeError)
+    values = list(levels)  # type: ignore[call-overload]
+    if not values or not all(_is_real(v) for v in values):
+        _fail("quantiles", f"must be None or a non-empty sequence of numbers in (0, 1), got "
+                           f"{levels!r}", ConfigTypeError)
+    floats = tuple(float(v) for v in values)
+    if not all(0.0 < v < 1.0 for v in floats):
+        _fail("quantiles", f"must lie in (0, 1), got {list(floats)}")
+    if any(b <= a for a, b in zip(floats, floats[1:])):
+        _fail("quantiles", f"must be sorted and unique, got {list(floats)}")
+    if 0.5 not in floats:
+        _fail("quantiles", f"must include 0.5 (the median is the point forecast), got "
+                           f"{list(floats)}")
+    return floats
+
+
 class _ConfigMixin:
     """Dictionary round trip and validated copies, shared by both configs."""
 
@@ -127,6 +147,11 @@ class CALFConfig(_ConfigMixin):
     seq_len: int = _field(96, "Lookback length L: each variate's last `seq_len` values form one "
                               "token.")
     pred_len: int = _field(96, "Horizon H produced by the shared head.")
+    quantiles: tuple[float, ...] | None = _field(
+        None, "Quantile levels the head forecasts for every variate and step instead of one "
+              "point (sorted, unique, in (0, 1), 0.5 among them: the median is the point "
+              "forecast), trained with the pinball loss; `None`: point forecasts "
+              "(docs/method.md, Quantile forecasts).")
     backbone: str = _field("gpt2", "Hugging Face model name (e.g. `\"gpt2\"`) or local directory "
                                    "written by `save_pretrained`.")
     n_layers: int = _field(6, "Number K of backbone blocks kept (the first K).")
@@ -166,6 +191,8 @@ class CALFConfig(_ConfigMixin):
         _boolean(self, "trust_remote_code")
         if self.revision is not None and not isinstance(self.revision, str):
             _fail("revision", f"must be None or a string, got {self.revision!r}")
+        if self.quantiles is not None:
+            object.__setattr__(self, "quantiles", _quantile_levels(self.quantiles))
         targets = self.lora_target_modules
         if targets is not None:
             if isinstance(targets, str) or not all(isinstance(m, str) for m in targets) \

@@ -10,12 +10,14 @@ M  variate tokens, ``C_p + C``
 Data flow of one batch: darts' ``past_covariates`` (B, L, C_p) and ``past_target`` (B, L, C) are
 joined into (B, L, M) with the covariates *first*: the backbone is causal over variate tokens, so
 only tokens placed before the targets can inform them. The core network forecasts every token; the
-last C tokens are the targets. Its head is built with ``pred_len = Q * H``, so each target token
-yields H values per likelihood parameter, reshaped to darts' (B, H, C, Q).
+last C tokens are the targets. With ``QuantileRegression`` the core network is a quantile model
+(``CALFConfig.quantiles`` = the likelihood's quantiles): it forecasts (B, H, M, Q) itself, already
+darts' layout; without likelihood Q = 1.
 
 Training goes through darts' own loop. The only training hook overridden is
-``PLForecastingModule._compute_loss``: darts' loss (``loss_fn``, or the likelihood's loss, with
-sample weights) becomes CALF's supervised term, and the output-consistency and
+``PLForecastingModule._compute_loss``: darts' loss (``loss_fn`` with sample weights, or for
+``QuantileRegression`` the core's :func:`~calf_forecaster.losses.pinball_loss`, which is darts'
+quantile loss term for term) becomes CALF's supervised term, and the output-consistency and
 feature-regularisation terms of ``docs/method.md`` §3 are added to it. The textual branch runs in
 training steps only; validation and prediction use the temporal branch alone.
 """
@@ -59,7 +61,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
     ) from error
 
 from calf_forecaster.config import CALFConfig, TrainingConfig
-from calf_forecaster.losses import calf_loss, distance
+from calf_forecaster.losses import calf_loss, distance, pinball_loss
 from calf_forecaster.model import CALFOutput
 from calf_forecaster.parameters import (
     Parameter,
@@ -92,7 +94,8 @@ PARAMETERS: list[Parameter] = [
     Parameter("output_chunk_shift", 0, "int",
               "Steps between the end of the input and the start of the output chunk (darts "
               "semantics)."),
-    *config_parameters(CALFConfig, exclude=["seq_len", "pred_len"]),
+    # darts names the quantile levels itself: `likelihood=QuantileRegression(quantiles)`
+    *config_parameters(CALFConfig, exclude=["seq_len", "pred_len", "quantiles"]),
     *config_parameters(TrainingConfig, exclude=DARTS_NAMED),
 ]
 LEADING = ("input_chunk_length", "output_chunk_length")
@@ -120,7 +123,7 @@ class _CALFModule(PLForecastingModule):
         ``CALFModel.load(path, backbone=new_location)`` can point to a moved backbone.
     calf_config
         ``CALFConfig.to_dict()`` without ``seq_len``, ``pred_len`` and ``backbone``, which follow
-        from the chunk lengths, Q and ``backbone``.
+        from the chunk lengths and ``backbone``; ``quantiles`` always follows the likelihood.
     training_config
         ``TrainingConfig.to_dict()``: losses, learning rates, schedule and grouping.
     nr_params
@@ -143,11 +146,16 @@ class _CALFModule(PLForecastingModule):
         super().__init__(**kwargs)
         self.nr_params = nr_params
         self.training_config = TrainingConfig.from_dict(training_config)
+        # The core's quantile head: (B, H, M, Q) in darts' layout. Its head weights are laid out
+        # as those of this adapter's earlier Q * H point head, so older saved models still load.
+        quantiles = (tuple(self.likelihood.quantiles)
+                     if isinstance(self.likelihood, QuantileRegression) else None)
         self.calf = build_network(CALFConfig.from_dict({
             **calf_config,
             "backbone": backbone,
             "seq_len": self.input_chunk_length,
-            "pred_len": nr_params * self.output_chunk_length,
+            "pred_len": self.output_chunk_length,
+            "quantiles": quantiles,
         }), seed)
 
     @io_processor
@@ -157,10 +165,8 @@ class _CALFModule(PLForecastingModule):
         x = torch.cat(parts, dim=2)  # (B, L, M): covariates first, targets last
         with_text_branch = x_in.stage == ModuleStage.TRAIN
         output = self.calf(x, with_text_branch=with_text_branch)
-        forecast = output.forecast[:, :, -self.n_targets:]  # (B, Q * H, C)
-        prediction = forecast.reshape(
-            x.shape[0], self.nr_params, self.output_chunk_length, self.n_targets
-        ).permute(0, 2, 3, 1)  # (B, H, C, Q)
+        forecast = output.forecast[:, :, -self.n_targets:]  # (B, H, C, Q) or (B, H, C)
+        prediction = forecast if forecast.ndim == 4 else forecast.unsqueeze(-1)  # (B, H, C, Q)
         return _CALFModuleOutput(prediction=prediction, calf=output if with_text_branch else None)
 
     def _compute_loss(
@@ -170,13 +176,21 @@ class _CALFModule(PLForecastingModule):
         criterion: nn.Module,
         sample_weight: torch.Tensor | None,
     ) -> torch.Tensor:
-        """darts' loss as CALF's supervised term, plus the distillation terms in training."""
-        supervised = super()._compute_loss(output, target, criterion, sample_weight)
+        """darts' loss as CALF's supervised term, plus the distillation terms in training.
+
+        ``QuantileRegression``'s loss is the core's :func:`~calf_forecaster.losses.pinball_loss`
+        (darts' formula, one implementation for both adapters).
+        """
+        if isinstance(self.likelihood, QuantileRegression):
+            supervised = pinball_loss(output.prediction, target, self.calf.config.quantiles,
+                                      sample_weight)
+        else:
+            supervised = super()._compute_loss(output, target, criterion, sample_weight)
         calf_output = getattr(output, "calf", None)
         if calf_output is None:
             return supervised  # validation: the forecasting loss alone
-        # calf_loss scores the last C tokens; with Q > 1 their Q * H head outputs are compared
-        # between the branches, and `supervised` replaces its own supervised term.
+        # calf_loss scores the last C tokens (every quantile of the two branches compared, for
+        # a quantile model), and `supervised` replaces its own supervised term.
         parts = calf_loss(calf_output, target, self.training_config, supervised=supervised)
         batch_size = target.shape[0]
         self.log("train_loss_output", parts.output, batch_size=batch_size, sync_dist=True)
@@ -290,8 +304,10 @@ class CALFModel(PastCovariatesTorchModel):
     *Likelihoods.* Only :class:`~darts.utils.likelihood_models.torch.QuantileRegression` is
     accepted: quantiles are values on the series' scale, which CALF's per-window
     de-normalisation preserves (a scale parameter would not be). The head gives Q =
-    ``len(quantiles)`` values per step and token, so the output-consistency term aligns every
-    quantile of the two branches and the feature term is unchanged. ``num_samples`` and
+    ``len(quantiles)`` values per step and token (the core's quantile head, sorted so that they
+    never cross, as :class:`calf_forecaster.sktime.CALFForecaster` with ``quantiles=`` builds it),
+    trained with the core's pinball loss; the output-consistency term aligns every quantile of
+    the two branches and the feature term is unchanged. ``num_samples`` and
     ``predict_likelihood_parameters`` work as for every darts model.
 
     *Fine-tuning.* By default CALF's trainable-parameter policy applies (LoRA, norms and position
@@ -338,7 +354,6 @@ class CALFModel(PastCovariatesTorchModel):
                 f"{type(likelihood).__name__}: CALF de-normalises every head output as a value "
                 f"on the series' scale, which holds for quantiles only"
             )
-        nr_params = 1 if likelihood is None else likelihood.num_parameters
         optimizer_kwargs = copy.deepcopy(self.pl_module_params.get("optimizer_kwargs")) or {}
         optimizer_kwargs.setdefault("lr", TrainingConfig.learning_rate)
         # validate every CALF knob now, as darts validates its own (both raise ValueError)
@@ -347,11 +362,12 @@ class CALFModel(PastCovariatesTorchModel):
                     or values[name] < 1:
                 raise ValueError(f"`{name}` must be an int >= 1, got {values[name]!r}")
         fields = split_values(PARAMETERS, values)
+        quantiles = None if likelihood is None else likelihood.quantiles
         config = CALFConfig(**fields[CALFConfig], seq_len=values["input_chunk_length"],
-                            pred_len=nr_params * values["output_chunk_length"])
+                            pred_len=values["output_chunk_length"], quantiles=quantiles)
         training = TrainingConfig(**fields[TrainingConfig], learning_rate=optimizer_kwargs["lr"])
         self._calf_config = {key: value for key, value in config.to_dict().items()
-                             if key not in ("seq_len", "pred_len", "backbone")}
+                             if key not in ("seq_len", "pred_len", "backbone", "quantiles")}
         self._training_config = training.to_dict()
         self._backbone = config.backbone
         self.pl_module_params["optimizer_kwargs"] = optimizer_kwargs

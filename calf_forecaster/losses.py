@@ -8,6 +8,11 @@ L1, SmoothL1 and MSE, the supervised and output terms can use the M4 losses of Â
 Time-Series-Library computes them: masked sMAPE :func:`smape_loss` and masked MASE
 :func:`mase_loss` (scaled by each lookback's seasonal-naive MAE). A mask (B, H, M_t), 1 on real
 target values and 0 on padding, weights every distance when given.
+
+A quantile model (``CALFConfig.quantiles``, Q levels) forecasts (B, H, M, Q): its supervised term
+is :func:`pinball_loss` (``supervised_loss`` is not used), and its output-consistency term is the
+distance between the two branches' forecasts of every quantile (``docs/method.md``, Quantile
+forecasts). The darts adapter's ``QuantileRegression`` trains with the same function.
 """
 
 from __future__ import annotations
@@ -103,6 +108,39 @@ def term_distance(name: str, forecast: Tensor, target: Tensor, mask: Tensor | No
     return torch.mean(elementwise * mask)
 
 
+def pinball_loss(forecast: Tensor, target: Tensor, quantiles: tuple[float, ...] | Tensor,
+                 weight: Tensor | None = None) -> Tensor:
+    """Pinball (quantile) loss, summed over the Q levels and averaged over everything else.
+
+    ``max(q (y - f_q), (q - 1) (y - f_q))`` for every level q; darts' ``QuantileRegression``
+    loss, term for term.
+
+    Parameters
+    ----------
+    forecast
+        Quantile forecasts (B, H, M_t, Q).
+    target
+        True values (B, H, M_t).
+    quantiles
+        The Q levels, in the order of ``forecast``'s last axis.
+    weight
+        (B, H, M_t) weights (a mask, or darts' sample weights) of every summed loss, or ``None``.
+    """
+    levels = torch.as_tensor(quantiles, dtype=forecast.dtype, device=forecast.device)  # (Q,)
+    errors = target.unsqueeze(-1) - forecast  # (B, H, M_t, Q)
+    losses = torch.max((levels - 1) * errors, levels * errors).sum(dim=-1)  # (B, H, M_t)
+    if weight is not None:
+        losses = losses * weight
+    return losses.mean()
+
+
+def _flatten_quantiles(values: Tensor | None, n_quantiles: int, repeat: bool) -> Tensor | None:
+    """(B, H, M_t, Q) -> (B, H, M_t * Q), or a (B, ., M_t) mask/lookback repeated to match."""
+    if values is None:
+        return None
+    return values.repeat_interleave(n_quantiles, dim=-1) if repeat else values.flatten(2)
+
+
 @dataclass
 class CALFLossParts:
     """The total loss and its three weighted-before-summing parts (each a scalar tensor)."""
@@ -139,7 +177,8 @@ def calf_loss(output: CALFOutput, target: Tensor, config: TrainingConfig,
     config
         Supplies the distance and the three weights and the feature decay.
     supervised
-        A supervised term computed elsewhere (e.g. a likelihood loss) replacing ``d(y_time, y)``.
+        A supervised term computed elsewhere replacing ``d(y_time, y)`` (or the pinball loss of
+        a quantile model).
     mask
         (B, H, M_t): 1 on real target values, 0 on padding (the M4 sampler's ``y_mask``); weights
         the supervised and output terms. ``None``: every value counts.
@@ -155,10 +194,19 @@ def calf_loss(output: CALFOutput, target: Tensor, config: TrainingConfig,
         raise ValueError("calf_loss needs a forward pass with `with_text_branch=True`")
     supervised_name, output_name, feature_name = config.term_losses()
     n_targets = target.shape[-1]
-    time_forecast = output.forecast[..., -n_targets:]  # (B, H, M_t)
-    text_forecast = output.text_forecast[..., -n_targets:]
+    time_forecast = output.forecast[:, :, -n_targets:]  # (B, H, M_t) or (B, H, M_t, Q)
+    text_forecast = output.text_forecast[:, :, -n_targets:]
     lookback = None if insample is None else insample[..., -n_targets:]  # (B, L, M_t)
-    if supervised is None:
+    if output.quantiles is not None:
+        if supervised is None:
+            supervised = pinball_loss(time_forecast, target, output.quantiles, mask)
+        # the output term compares every quantile of the two branches, as M_t * Q series
+        n_quantiles = len(output.quantiles)
+        time_forecast = _flatten_quantiles(time_forecast, n_quantiles, repeat=False)
+        text_forecast = _flatten_quantiles(text_forecast, n_quantiles, repeat=False)
+        mask = _flatten_quantiles(mask, n_quantiles, repeat=True)
+        lookback = _flatten_quantiles(lookback, n_quantiles, repeat=True)
+    elif supervised is None:
         supervised = term_distance(supervised_name, time_forecast, target, mask, lookback,
                                    config.mase_seasonality)
     consistency = term_distance(output_name, time_forecast, text_forecast, mask, lookback,

@@ -7,6 +7,7 @@ H  horizon (``pred_len``)          M  number of variates (one token each)
 D  backbone width                  P  number of word prototypes
 K  backbone blocks kept            S  hidden states per branch (K + 1 with an LLM)
 h  attention heads                 d  head width, D / h
+Q  quantile levels (``config.quantiles``; quantile models only)
 
 Data flow (``docs/method.md`` §1): instance normalisation -> variate tokens (B, M, L) ->
 cross-modal match module -> temporal branch (LLM on ``x_time``) and, in training only, textual branch
@@ -60,17 +61,23 @@ class CALFOutput:
     ----------
     forecast
         Temporal-branch forecast, de-normalised, (B, H, M). The only output used for prediction.
+        A quantile model (``config.quantiles`` set) forecasts (B, H, M, Q) instead: the Q levels
+        of ``config.quantiles`` for every step and variate, non-decreasing along Q.
     text_forecast
-        Textual-branch forecast (B, H, M); ``None`` when the textual branch was not run.
+        Textual-branch forecast (B, H, M), or (B, H, M, Q) for a quantile model; ``None`` when the
+        textual branch was not run.
     time_features, text_features
         Projected hidden states of each branch, S tensors of (B, M, D), embedding output first and
         the deepest state (which includes the branch residual) last; ``None`` without textual branch.
+    quantiles
+        The Q levels along the last axis of a quantile model's forecasts; ``None`` otherwise.
     """
 
     forecast: Tensor
     text_forecast: Tensor | None = None
     time_features: list[Tensor] | None = None
     text_features: list[Tensor] | None = None
+    quantiles: tuple[float, ...] | None = None
 
 
 class CrossModalMatch(nn.Module):
@@ -258,7 +265,9 @@ class CALF(nn.Module):
             nn.Linear(self.d_model, self.d_model, bias=False) for _ in range(n_states))
         self.text_feature_projections = nn.ModuleList(
             nn.Linear(self.d_model, self.d_model, bias=False) for _ in range(n_states))
-        self.head = nn.Linear(self.d_model, config.pred_len)
+        # A quantile model's head gives Q * H values per token, laid out quantile-major (q * H + h).
+        self.n_quantiles = None if config.quantiles is None else len(config.quantiles)
+        self.head = nn.Linear(self.d_model, config.pred_len * (self.n_quantiles or 1))
         # State-dict entries rebuilt from the pre-trained backbone (never saved): its frozen
         # weights and the textual branch's copies of its norms. Random weights are always saved.
         self.backbone_state_keys: frozenset[str] = frozenset(
@@ -333,8 +342,9 @@ class CALF(nn.Module):
         x_time = self.cross_modal.encode(tokens)  # (B, M, D)
         time_output, time_states = self.branches.temporal(x_time)  # (B, M, D), S x (B, M, D)
         forecast = self._denormalised_head(time_output, mean, std, output_dtype)  # (B, H, M)
+        levels = self.config.quantiles
         if not (self.training if with_text_branch is None else with_text_branch):
-            return CALFOutput(forecast)
+            return CALFOutput(forecast, quantiles=levels)
         x_text = self.cross_modal.attend_prototypes(x_time)  # (B, M, D)
         text_output, text_states = self.branches.textual(x_text)
         return CALFOutput(
@@ -342,15 +352,32 @@ class CALF(nn.Module):
             text_forecast=self._denormalised_head(text_output, mean, std, output_dtype),
             time_features=[p(s) for p, s in zip(self.time_feature_projections, time_states)],
             text_features=[p(s) for p, s in zip(self.text_feature_projections, text_states)],
+            quantiles=levels,
         )
 
     def _denormalised_head(self, tokens: Tensor, mean: Tensor, std: Tensor,
                            dtype: torch.dtype) -> Tensor:
+        if self.n_quantiles is not None:
+            return self._denormalised_quantiles(tokens, mean, std, dtype)
         normalised = self.head(tokens).transpose(1, 2)  # (B, M, D) -> (B, H, M)
         return (normalised.double() * std + mean).to(dtype)
 
+    def _denormalised_quantiles(self, tokens: Tensor, mean: Tensor, std: Tensor,
+                                dtype: torch.dtype) -> Tensor:
+        """(B, M, D) -> (B, H, M, Q) quantiles, sorted along Q so that they never cross.
+
+        Sorting (the rearrangement of Chernozhukov et al., 2010) is differentiable and never
+        increases the pinball loss; de-normalising with ``std > 0`` keeps the order.
+        """
+        batch, n_variates, _ = tokens.shape
+        normalised = self.head(tokens).reshape(batch, n_variates, self.n_quantiles, -1)
+        normalised = normalised.sort(dim=2).values.permute(0, 3, 1, 2)  # (B, H, M, Q)
+        return (normalised.double() * std[..., None] + mean[..., None]).to(dtype)
+
     def predict(self, x: Tensor) -> Tensor:
-        """Temporal-branch forecast (B, H, M) of lookback windows (B, L, M); no textual branch."""
+        """Temporal-branch forecast (B, H, M) of lookback windows (B, L, M); no textual branch.
+
+        (B, H, M, Q) for a quantile model."""
         return self.forward(x, with_text_branch=False).forecast
 
     # ------------------------------------------------------------------ parameters and state

@@ -192,6 +192,8 @@ class CALFPipeline:
         self.verbose = verbose
         self.trained_on: str | None = None
         self.last_run: TrainingRun | None = None
+        #: How many of the last columns are targets (``None``: all); the others are covariates.
+        self.n_targets: int | None = None
 
     @classmethod
     def build(cls, config: CALFConfig, training: TrainingConfig,
@@ -209,13 +211,19 @@ class CALFPipeline:
 
     def fit(self, series: Sequence[np.ndarray], refit_scaler: bool = True,
             names: Sequence[str] | None = None, ckpt_path: str | None = None,
-            validation: Sequence[np.ndarray] | None = None, stride: int = 1) -> TrainingRun:
+            validation: Sequence[np.ndarray] | None = None, stride: int = 1,
+            n_targets: int | None = None) -> TrainingRun:
         """Train the network in place on every window of every series.
 
         Parameters
         ----------
         series
             (T_i, M) arrays with the same M columns (the last columns are the targets).
+        n_targets
+            The last ``n_targets`` columns are the targets, forecast and scored; the first
+            ``M - n_targets`` are covariates, tokens seen by the network but never scored
+            (placed first: the backbone is causal over tokens). ``None``: every column is a
+            target. Stored: :meth:`forecast` returns the targets only.
         validation
             Validation series of a fixed protocol (each starting ``seq_len`` steps before its
             first scored step), scaled with the statistics of ``series``; default: the end of
@@ -240,6 +248,10 @@ class CALFPipeline:
         arrays = check_series(series, config.seq_len + config.pred_len, names,
                               f"to train (seq_len={config.seq_len} + horizon {config.pred_len})")
         check_variates(self.network, arrays[0].shape[1])
+        if n_targets is not None and not 1 <= n_targets <= arrays[0].shape[1]:
+            raise ValueError(f"`n_targets`={n_targets} must lie in [1, {arrays[0].shape[1]}], "
+                             f"the number of columns")
+        self.n_targets = n_targets
         if refit_scaler:
             self.scaler = ChannelScaler().fit(arrays) if training.scale else None
         scaled = arrays if self.scaler is None else [self.scaler.transform(a) for a in arrays]
@@ -264,9 +276,10 @@ class CALFPipeline:
                 logger.warning("validation_size=%r leaves no series long enough for a validation "
                                "window; training %d epochs without early stopping",
                                training.validation_size, training.max_epochs)
-        train_data = WindowDataset(train_series, config.seq_len, config.pred_len, stride)
-        val_data = (WindowDataset(val_series, config.seq_len, config.pred_len)
-                    if val_series else None)
+        train_data = WindowDataset(train_series, config.seq_len, config.pred_len, stride,
+                                   n_targets)
+        val_data = (WindowDataset(val_series, config.seq_len, config.pred_len,
+                                  n_targets=n_targets) if val_series else None)
         logger.info("training CALF on %d windows (%d validation) from %d series",
                     len(train_data), 0 if val_data is None else len(val_data), len(arrays))
         run = fit_calf(self.network, train_data, val_data, training, self.trainer_kwargs,
@@ -312,6 +325,10 @@ class CALFPipeline:
     def forecast(self, context: np.ndarray) -> np.ndarray:
         """Forecast (N, H, M) raw values from (N, L, M) raw context windows, float64.
 
+        A quantile model (``config.quantiles``) forecasts (N, H, M, Q), non-decreasing along Q.
+        After :meth:`fit` with ``n_targets``, only the last ``n_targets`` columns (the targets)
+        are returned.
+
         Runs on the device training ran on (or the one ``trainer_kwargs`` selects), in the
         ``precision`` of ``trainer_kwargs`` (e.g. ``"bf16-mixed"``: autocast, as in training),
         then puts the network back where it was.
@@ -331,11 +348,15 @@ class CALFPipeline:
         forecast = predict_windows(self.network, x, self.training.batch_size, device=device,
                                    precision=self.trainer_kwargs.get("precision"))
         if self.scaler is not None:
-            forecast = self.scaler.inverse_transform(forecast)  # (N, H, M)
+            if forecast.ndim == 4:  # (N, H, M, Q): un-scale every quantile with its column's
+                forecast = self.scaler.inverse_transform(forecast.swapaxes(2, 3)).swapaxes(2, 3)
+            else:
+                forecast = self.scaler.inverse_transform(forecast)  # (N, H, M)
             if not np.isfinite(forecast).all():
                 raise NonFiniteForecastError("un-scaled forecasts overflow float64; rescale the "
                                              "data")
-        return forecast
+        n_targets = getattr(self, "n_targets", None)  # pickles of older versions lack it
+        return forecast if n_targets is None else forecast[:, :, -n_targets:]
 
     # ------------------------------------------------------------------ copies and persistence
 
@@ -353,7 +374,7 @@ class CALFPipeline:
         scaler = None if self.scaler is None else {"mean": self.scaler.mean_.tolist(),
                                                    "scale": self.scaler.scale_.tolist()}
         return {"training": self.training.to_dict(), "scaler": scaler,
-                "trained_on": self.trained_on}
+                "trained_on": self.trained_on, "n_targets": getattr(self, "n_targets", None)}
 
     def to_files(self, metadata: Mapping[str, Any] | None = None) -> dict[str, bytes]:
         """The saved-model files (network, recipe, scaler, ``metadata``) in memory."""
@@ -374,6 +395,7 @@ class CALFPipeline:
             scaler.scale_ = np.asarray(state["scaler"]["scale"], np.float64)
             pipeline.scaler = scaler
         pipeline.trained_on = state.get("trained_on")
+        pipeline.n_targets = state.get("n_targets")
         return pipeline, metadata
 
     def save(self, directory: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:

@@ -129,7 +129,7 @@ def sliding_windows(values: np.ndarray, seq_len: int, pred_len: int,
 
 
 class WindowDataset(Dataset):
-    """All (x (L, M), y (H, M)) float32 windows of every series of a panel, in time order.
+    """All (x (L, M), y (H, M_t)) float32 windows of every series of a panel, in time order.
 
     Parameters
     ----------
@@ -139,10 +139,13 @@ class WindowDataset(Dataset):
         Lookback L and horizon H.
     stride
         Keep every ``stride``-th window start of each series.
+    n_targets
+        ``y`` holds the last ``n_targets`` = M_t columns (the targets; the others are
+        covariates, seen in ``x`` only); ``None``: all M.
     """
 
     def __init__(self, series: np.ndarray | Sequence[np.ndarray], seq_len: int, pred_len: int,
-                 stride: int = 1) -> None:
+                 stride: int = 1, n_targets: int | None = None) -> None:
         panel = [series] if isinstance(series, np.ndarray) else list(series)
         if not panel:
             raise ValueError("`series` is empty: give at least one (T, M) array")
@@ -154,6 +157,7 @@ class WindowDataset(Dataset):
             check_length(array, seq_len + pred_len, f"series[{index}]",
                          "for one training window (seq_len + pred_len)")
         self.seq_len, self.pred_len, self.stride = seq_len, pred_len, stride
+        self.n_targets = n_targets
         self.series = [torch.tensor(a, dtype=torch.float32) for a in arrays]  # own copies
         counts = [(len(a) - seq_len - pred_len) // stride + 1 for a in arrays]
         self.offsets = np.cumsum([0, *counts])
@@ -168,7 +172,9 @@ class WindowDataset(Dataset):
         which = int(np.searchsorted(self.offsets, index, side="right") - 1)
         start = (index - int(self.offsets[which])) * self.stride
         window = self.series[which][start:start + self.seq_len + self.pred_len]
-        return window[:self.seq_len], window[self.seq_len:]
+        future = window[self.seq_len:]
+        return window[:self.seq_len], future if self.n_targets is None else \
+            future[:, -self.n_targets:]
 
 
 def split_for_validation(series: Sequence[np.ndarray], validation_size: float | int,

@@ -10,7 +10,8 @@ optimiser, which keeps automatic optimisation, mixed precision, gradient clippin
 the darts adapter's.
 
 Validation runs in eval mode (Lightning's default; the reference's dropout-on validation is not
-reproduced) and scores the temporal branch's MSE averaged over every window.
+reproduced) and scores the temporal branch's MSE averaged over every window (a quantile model:
+its pinball loss, :func:`validation_metric`).
 
 Lightning checkpoints (a ``ModelCheckpoint`` callback) follow the checkpoint rule of
 :mod:`calf_forecaster.persistence`: what :func:`save_calf <calf_forecaster.persistence.save_calf>`
@@ -42,7 +43,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from calf_forecaster.config import TrainingConfig
-from calf_forecaster.losses import calf_loss
+from calf_forecaster.losses import calf_loss, pinball_loss
 from calf_forecaster.model import CALF
 from calf_forecaster.persistence import (
     FINGERPRINT_KEY,
@@ -55,6 +56,8 @@ from calf_forecaster.persistence import (
 logger = logging.getLogger(__name__)
 
 VALIDATION_METRIC = "val_mse"
+#: What a quantile model (``CALFConfig.quantiles``) validates on: its pinball loss.
+QUANTILE_VALIDATION_METRIC = "val_pinball"
 CHECKPOINT_PREFIX = "model."  # CALFLightningModule.model
 _LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning")
 #: Lightning warnings about its own internals or about choices CALF makes on purpose, hidden
@@ -71,6 +74,11 @@ _LIGHTNING_NOISE = (
 #: the darts adapter does for ``verbose=True`` (explicit Trainer arguments win over these).
 _QUIET_TRAINER_DEFAULTS = {"PL_TRAINER_ENABLE_PROGRESS_BAR": "False",
                            "PL_TRAINER_ENABLE_MODEL_SUMMARY": "False"}
+
+
+def validation_metric(model: CALF) -> str:
+    """The logged metric that early stopping and the best-epoch restore of ``model`` follow."""
+    return VALIDATION_METRIC if model.config.quantiles is None else QUANTILE_VALIDATION_METRIC
 
 
 class NonFiniteForecastError(ValueError):
@@ -213,10 +221,13 @@ class CALFLightningModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         x, y = batch[0], batch[1]
-        forecast = self.model.predict(x)[..., -y.shape[-1]:]
+        forecast = self.model.predict(x)[:, :, -y.shape[-1]:]  # (B, H, M_t) or (B, H, M_t, Q)
+        quantiles = self.model.config.quantiles
+        score = F.mse_loss(forecast, y) if quantiles is None else pinball_loss(forecast, y,
+                                                                               quantiles)
         # Batch-size-weighted mean over every window, averaged over processes under DDP, so that
         # early stopping and the restored best epoch agree on every rank.
-        self.log(VALIDATION_METRIC, F.mse_loss(forecast, y), on_epoch=True, prog_bar=True,
+        self.log(validation_metric(self.model), score, on_epoch=True, prog_bar=True,
                  batch_size=x.shape[0], sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -350,8 +361,9 @@ def fit_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
     options: dict[str, Any] = dict(trainer_kwargs or {})
     callbacks = list(options.pop("callbacks", None) or [])
     if val_loader is not None:
-        callbacks += [EarlyStopping(VALIDATION_METRIC, patience=training_config.patience,
-                                    mode="min"), RestoreBestWeights()]
+        metric = validation_metric(model)
+        callbacks += [EarlyStopping(metric, patience=training_config.patience, mode="min"),
+                      RestoreBestWeights(metric)]
     defaults: dict[str, Any] = {
         "max_epochs": training_config.max_epochs, "logger": False,
         "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
@@ -450,6 +462,8 @@ def predict_windows(model: CALF, x: np.ndarray | torch.Tensor, batch_size: int =
                     precision: object = None) -> np.ndarray:
     """Temporal-branch forecasts (N, H, M) of lookback windows (N, L, M), in eval mode.
 
+    A quantile model returns (N, H, M, Q), the levels of ``model.config.quantiles`` last.
+
     The statistics of every window are taken in float64 and the forecasts returned in float64,
     so values near float32's range do not overflow. A non-finite forecast raises.
 
@@ -491,7 +505,8 @@ def predict_windows(model: CALF, x: np.ndarray | torch.Tensor, batch_size: int =
             model.to(home)
         model.train(was_training)
     forecast = torch.cat(outputs).double().numpy() if outputs else np.zeros(
-        (0, model.config.pred_len, array.shape[2]))
+        (0, model.config.pred_len, array.shape[2], *([model.n_quantiles] if model.n_quantiles
+                                                       else [])))
     if not np.isfinite(forecast).all():
         raise NonFiniteForecastError(
             f"the network produced {int((~np.isfinite(forecast)).sum())} NaN or infinite "

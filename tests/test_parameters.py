@@ -48,7 +48,7 @@ def test_darts_signature_is_every_config_field_darts_has_no_name_for() -> None:
                                 "validation_size", "scale", "seed"}
     expected = {"input_chunk_length": inspect.Parameter.empty,
                 "output_chunk_length": inspect.Parameter.empty, "output_chunk_shift": 0,
-                **_expected(CALFConfig, {"seq_len", "pred_len"}, {}),
+                **_expected(CALFConfig, {"seq_len", "pred_len", "quantiles"}, {}),
                 **_expected(TrainingConfig, set(DARTS_NAMED), {})}
     assert _signature(CALFModel) == expected
     assert list(_signature(CALFModel))[:2] == ["input_chunk_length", "output_chunk_length"]
