@@ -54,7 +54,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -580,6 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="32",
                         help="comma-separated precisions to measure, of "
                              f"{', '.join(PRECISIONS)} (e.g. 32,bf16)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="measure every selected case at batch N instead (e.g. to see which "
+                             "batch of a wide shape fits in memory)")
+    parser.add_argument("--task", choices=("train", "predict"), help="one task only")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -605,6 +609,10 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[dict[str, Any]]] = {}
         for repetition in range(args.repeat):  # interleaved, so that drift touches every case
             for case in cases(args.quick, args.only, precisions):
+                if args.task and case.task != args.task:
+                    continue
+                if args.batch_size:
+                    case = replace(case, batch_size=args.batch_size)
                 if args.wait_idle:
                     busy = wait_for_idle(args.wait_idle)
                     print(f"machine busy {busy:.0%} before {case.label}", file=sys.stderr,
