@@ -37,6 +37,7 @@ from calf_forecaster.parameters import (
     split_values,
 )
 from calf_forecaster.pipeline import CALFPipeline, check_series
+from calf_forecaster.preprocessing import check_lengths
 
 __all__ = ["CALFForecaster"]
 
@@ -85,10 +86,26 @@ class CALFForecaster(BaseForecaster):
     window), and ``predict`` needs the last ``seq_len`` observations of every
     series; otherwise a ``ValueError`` says which series is too short.
 
-    Exogenous ``X`` is not used yet: passing it logs a warning (once per
-    fit, not again at ``predict`` or ``update``). NaN or infinite values raise ``ValueError``, non-numeric
+    Exogenous ``X``: every column of ``X`` is one more variate token, built
+    from its observations at the same time points as ``y``'s lookback (the
+    last ``seq_len`` before the cutoff at ``predict``). Covariate tokens come
+    first and ``y``'s last (the backbone is causal over tokens, so only
+    tokens before the targets inform them); only ``y``'s columns are
+    forecast and scored. ``X`` must have the columns of ``fit`` (stored in
+    ``X_columns_``) and cover ``y``'s time points; ``X`` for the future
+    horizon is accepted at ``predict`` and not needed (the stored history of
+    ``X`` gives the context). NaN or infinite values raise ``ValueError``, non-numeric
     columns ``TypeError``; a ``DatetimeIndex`` must be sorted, unique and
     regular (``asfreq``/``resample`` first), so that forecasts have timestamps.
+
+    Quantiles and intervals: with ``quantiles`` (e.g. ``(0.05, 0.1, 0.5,
+    0.9, 0.95)``) the network forecasts those levels for every step and
+    column, trained with the pinball loss; ``predict`` returns the median,
+    ``predict_quantiles`` any ``alpha`` within the fitted levels
+    (interpolated linearly between the nearest two, refused outside them),
+    and ``predict_interval``, ``predict_var`` and ``predict_proba`` follow
+    from it (sktime derives them). Without ``quantiles`` the forecaster
+    gives point forecasts only (``capability:pred_int`` is then False).
 
     Training runs through :class:`calf_forecaster.pipeline.CALFPipeline`, the
     pipeline every entry point of this package shares; this class translates
@@ -106,6 +123,9 @@ class CALFForecaster(BaseForecaster):
     columns_ : pandas.Index
         Columns of ``y`` seen in ``fit``, in order (the network is causal across
         columns, so their order matters).
+    X_columns_ : pandas.Index or None
+        Columns of ``X`` seen in ``fit``, in order (their tokens precede ``y``'s);
+        ``None`` when fitted without ``X``.
     scaler_ : calf_forecaster.preprocessing.ChannelScaler or None
         Column scaler fitted in ``fit``, ``None`` if ``scale=False``.
     n_train_windows_ : int
@@ -135,6 +155,12 @@ class CALFForecaster(BaseForecaster):
     series fine-tunes a copy of the pretrained network (``max_epochs=0``
     forecasts with it unchanged). Its ``fh`` may not exceed the pretraining
     horizon.
+
+    *Zero-shot recipe*: ``pretrain`` on one panel, then
+    ``set_params(max_epochs=0)`` and ``fit`` on another series or panel: the
+    pretrained network forecasts it without training. Every column is one
+    token, so the fit data may have another number of columns (or ``X``)
+    than the pretraining panel; the column scaler is refit on the fit data.
 
     ``pickle`` and sktime's ``save`` store each network in the core's saved-model
     format (configuration and the weights that are not the pre-trained
@@ -205,13 +231,14 @@ class CALFForecaster(BaseForecaster):
         # Series, Panel and Hierarchical y are handled natively, so that a panel
         # is fitted as ONE global model (sktime would otherwise fit one per series)
         "y_inner_mtype": ["pd.DataFrame", *_PANEL_MTYPES],
-        # X is ignored, but listing panel mtypes keeps a panel X from forcing
-        # sktime to vectorise (one model per series) before it drops X
+        # panel X with panel y, one global model (no vectorisation per series)
         "X_inner_mtype": ["pd.DataFrame", *_PANEL_MTYPES],
-        "capability:exogenous": False,  # X is not used (a warning says so)
+        "capability:exogenous": True,  # X's columns are variate tokens before y's
         "requires-fh-in-fit": True,  # the horizon sets the network's output size
         "capability:insample": False,  # forecasts start after the cutoff only
-        "capability:pred_int": False,  # point forecasts only
+        # quantiles, intervals, variance from the quantile head; set per instance in
+        # __init__: False with `quantiles=None` (point forecasts only)
+        "capability:pred_int": True,
         "capability:pred_int:insample": False,
         "capability:missing_values": False,  # NaN raises ValueError
         "capability:unequal_length": True,  # panel series may differ in length
@@ -250,6 +277,22 @@ class CALFForecaster(BaseForecaster):
 
     # ------------------------------------------------------------------ public
 
+    def set_params(self, **params) -> CALFForecaster:
+        """Set parameters, keeping what ``pretrain`` learned (sktime's ``set_params`` resets all).
+
+        Fitted state is reset as usual; the pretraining state (``pretrained_pipeline_`` and
+        the other ``pretrain:fitted_params``) is kept, so that ``pretrain``, then
+        ``set_params(max_epochs=0)``, then ``fit`` forecasts with the pretrained network (the
+        zero-shot recipe). A later ``fit`` refuses network parameters that differ from the
+        pretrained network's.
+
+        Returns
+        -------
+        CALFForecaster
+            ``self``.
+        """
+        return self._set_params_at("pretrained", params)
+
     def update(self, y, X=None, update_params: bool = True) -> CALFForecaster:
         """Append new observations and optionally continue training.
 
@@ -263,8 +306,9 @@ class CALFForecaster(BaseForecaster):
         ----------
         y : sktime time series container
             New observations, same scitype and columns as in ``fit``.
-        X : ignored
-            Exogenous data are not used.
+        X : sktime time series container, optional
+            New exogenous observations, the columns of ``fit``; needed when
+            fitted with ``X`` (at least for the time points of ``y``).
         update_params : bool, default=True
             ``True`` continues training the network on all data seen so far;
             ``False`` only moves the cutoff.
@@ -295,8 +339,8 @@ class CALFForecaster(BaseForecaster):
             New observations, same scitype and columns as in ``fit``.
         fh : ForecastingHorizon or coercible, optional
             The horizon of ``fit`` (it cannot change).
-        X : ignored
-            Exogenous data are not used.
+        X : sktime time series container, optional
+            New exogenous observations, as in :meth:`update`.
         update_params : bool, default=True
             Whether to continue training before forecasting.
 
@@ -329,7 +373,8 @@ class CALFForecaster(BaseForecaster):
         ----------
         y : pandas.DataFrame
             Single series (plain index) or panel/hierarchy (row MultiIndex).
-        X : ignored
+        X : pandas.DataFrame or None
+            Exogenous columns, observed at (at least) every time point of ``y``.
         fh : ForecastingHorizon
             Horizon; its largest relative step becomes the network's horizon.
 
@@ -352,7 +397,12 @@ class CALFForecaster(BaseForecaster):
                 )
             pred_len = self.pretrain_pred_len_
         config, training = self._configs(pred_len)  # every parameter checked before any work
-        arrays = self._arrays(series, config.seq_len + pred_len, "to fit")
+        if pretrained is not None and config != pretrained.config:
+            changed = sorted(name for name, value in config.to_dict().items()
+                             if value != pretrained.config.to_dict()[name])
+            raise ValueError(f"the network parameters {changed} differ from those of the "
+                             f"pretrained network; pretrain again with them, or keep them.")
+        arrays = self._arrays(series, config.seq_len + pred_len, "to fit", X)
         if pretrained is not None:
             logger.info("fine-tuning the pretrained network (horizon %d)", pred_len)
             pipeline = pretrained.copy()
@@ -360,12 +410,13 @@ class CALFForecaster(BaseForecaster):
             pipeline.verbose = self.verbose
         else:
             pipeline = CALFPipeline.build(config, training, self.trainer_kwargs, self.verbose)
-        run = pipeline.fit(arrays, names=_names(series))
+        run = pipeline.fit(arrays, names=_names(series), n_targets=_n_targets(y, X))
         self.pipeline_ = pipeline
         self.n_train_windows_ = run.n_train_windows
         self.pred_len_ = pred_len
         self.columns_ = y.columns.copy()
-        self._cur_y = y
+        self.X_columns_ = None if X is None else X.columns.copy()
+        self._cur_y, self._cur_X = y, X
         return self
 
     def _predict(self, fh: ForecastingHorizon, X: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -375,13 +426,53 @@ class CALFForecaster(BaseForecaster):
         ----------
         fh : ForecastingHorizon
             Horizon, relative steps within ``1..pred_len_``.
-        X : ignored
+        X : pandas.DataFrame or None
+            Exogenous data; only their observations before the cutoff are used (with the
+            stored history of ``X``), future ones are accepted and not needed.
 
         Returns
         -------
         pandas.DataFrame
-            Forecasts with the columns of ``fit``; row MultiIndex for panels.
+            Forecasts with the columns of ``fit`` (the median of a quantile model); row
+            MultiIndex for panels.
         """
+        forecast, frames = self._forecast(fh, X)
+        if forecast.ndim == 4:  # (N, H, M, Q): the median is the point forecast
+            forecast = forecast[..., self.pipeline_.config.quantiles.index(0.5)]
+        return self._frames(forecast, frames, self.columns_)
+
+    def _predict_quantiles(self, fh: ForecastingHorizon, X: pd.DataFrame | None,
+                           alpha: list[float]) -> pd.DataFrame:
+        """Quantile forecasts at every ``alpha``, interpolated between the fitted levels.
+
+        Parameters
+        ----------
+        fh : ForecastingHorizon
+            Horizon, relative steps within ``1..pred_len_``.
+        X : pandas.DataFrame or None
+            As in :meth:`_predict`.
+        alpha : list of float
+            Quantile levels, each within the range of ``quantiles``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``(variable, alpha)``, rows as :meth:`predict`.
+        """
+        levels = self.pipeline_.config.quantiles
+        if levels is None:
+            raise ValueError("CALFForecaster was fitted with `quantiles=None` and forecasts "
+                             "points only; set `quantiles` (e.g. (0.05, 0.1, 0.5, 0.9, 0.95)) "
+                             "and refit for quantiles or intervals.")
+        forecast, frames = self._forecast(fh, X)  # (N, H, M, Q)
+        values = interpolate_quantiles(forecast, levels, alpha)  # (N, H, M, A)
+        n_series, n_steps = values.shape[:2]
+        columns = self._get_columns(method="predict_quantiles", alpha=alpha)
+        return self._frames(values.reshape(n_series, n_steps, -1), frames, columns)
+
+    def _forecast(self, fh: ForecastingHorizon, X: pd.DataFrame | None
+                  ) -> tuple[np.ndarray, list[tuple[SeriesKey, pd.Index, np.ndarray]]]:
+        """The network's forecast of every series, and each one's (key, time index, rows)."""
         series = _split_series(self._cur_y)
         steps = self._relative_steps(fh, series)
         too_far = {k: int(s.max()) for k, s in steps.items() if s.max() > self.pred_len_}
@@ -393,16 +484,29 @@ class CALFForecaster(BaseForecaster):
                 "this fh."
             )
         seq_len = self.pipeline_.config.seq_len
-        arrays = self._arrays(series, seq_len, "to forecast")
-        context = np.stack([a[-seq_len:] for a in arrays])  # (N, L, M)
-        forecast = self.pipeline_.forecast(context)  # (N, H, M)
+        # y long enough, before X is judged; only lengths: the stored history's values were
+        # checked by fit / update, and converting all of it per call costs ~0.2-0.5 s on
+        # Traffic-sized data (the lookbacks below are checked in full)
+        check_lengths([len(frame) for frame in series.values()], seq_len, _names(series),
+                      f"to forecast (seq_len={self.seq_len} plus the horizon after each "
+                      f"series' end, if any)", "CALF does not pad short series: use a shorter "
+                      "seq_len or horizon, or longer series.")
+        lookbacks = {key: frame.iloc[-seq_len:] for key, frame in series.items()}
+        history = self._exogenous_history(X, "predict")
+        arrays = self._arrays(lookbacks, seq_len, "to forecast", history)
+        context = np.stack(arrays)  # (N, L, M)
+        forecast = self.pipeline_.forecast(context)  # (N, H, M_y) or (N, H, M_y, Q)
+        where = [(key, _absolute_index(fh, frame.index, self._cutoff).rename(frame.index.name),
+                  steps[key] - 1)  # step 1 is row 0
+                 for key, frame in series.items()]
+        return forecast, where
 
-        frames = []
-        for (key, frame), values in zip(series.items(), forecast, strict=True):
-            index = _absolute_index(fh, frame.index, self._cutoff).rename(frame.index.name)
-            rows = steps[key] - 1  # step 1 is row 0
-            frames.append(pd.DataFrame(values[rows], index=index, columns=self.columns_))
-        return _join_series(list(series), frames, self._cur_y.index)
+    def _frames(self, forecast: np.ndarray, where: list[tuple[SeriesKey, pd.Index, np.ndarray]],
+                columns: pd.Index) -> pd.DataFrame:
+        """(N, H, C) values -> sktime's frame of the steps of ``fh`` (row MultiIndex: panels)."""
+        frames = [pd.DataFrame(values[rows], index=index, columns=columns)
+                  for (_, index, rows), values in zip(where, forecast, strict=True)]
+        return _join_series([key for key, _, _ in where], frames, self._cur_y.index)
 
     def _update(self, y: pd.DataFrame, X: pd.DataFrame | None = None, update_params: bool = True):
         """Append ``y`` to the history; if asked, continue training on all of it.
@@ -414,7 +518,8 @@ class CALFForecaster(BaseForecaster):
         ----------
         y : pandas.DataFrame
             New observations, same columns as in ``fit``.
-        X : ignored
+        X : pandas.DataFrame or None
+            New exogenous observations, the columns of ``fit``.
         update_params : bool, default=True
             Whether to continue training the network.
 
@@ -424,16 +529,19 @@ class CALFForecaster(BaseForecaster):
             ``self``.
         """
         history = update_data(self._cur_y, y)
+        X_history = self._exogenous_history(X, "update")
         if update_params:
             series = _split_series(history)
             seq_len = self.pipeline_.config.seq_len
-            arrays = self._arrays(series, seq_len + self.pred_len_, "to train at update")
+            arrays = self._arrays(series, seq_len + self.pred_len_, "to train at update",
+                                  X_history)
             pipeline = self.pipeline_.copy()
             pipeline.training = self._configs(self.pred_len_)[1]
-            run = pipeline.fit(arrays, refit_scaler=False, names=_names(series))
+            run = pipeline.fit(arrays, refit_scaler=False, names=_names(series),
+                               n_targets=pipeline.n_targets)
             self.pipeline_ = pipeline
             self.n_train_windows_ = run.n_train_windows
-        self._cur_y = history
+        self._cur_y, self._cur_X = history, X_history
         return self
 
     def _pretrain(self, y: pd.DataFrame, X: pd.DataFrame | None = None, fh=None):
@@ -443,7 +551,8 @@ class CALFForecaster(BaseForecaster):
         ----------
         y : pandas.DataFrame
             Panel or hierarchical data (row MultiIndex).
-        X : ignored
+        X : pandas.DataFrame or None
+            Exogenous columns of the pretraining panel (tokens before ``y``'s).
         fh : ForecastingHorizon
             Relative horizon; its largest step becomes the network's horizon.
             Required on the first call.
@@ -462,9 +571,9 @@ class CALFForecaster(BaseForecaster):
         config, training = self._configs(pred_len)
         series = _split_series(y)
         _check_time_indexes(series)
-        arrays = self._arrays(series, config.seq_len + pred_len, "to pretrain")
+        arrays = self._arrays(series, config.seq_len + pred_len, "to pretrain", X)
         pipeline = CALFPipeline.build(config, training, self.trainer_kwargs, self.verbose)
-        pipeline.fit(arrays, names=_names(series))
+        pipeline.fit(arrays, names=_names(series), n_targets=_n_targets(y, X))
 
         self.pretrained_pipeline_ = pipeline
         self.pretrain_pred_len_ = pred_len
@@ -479,7 +588,8 @@ class CALFForecaster(BaseForecaster):
         ----------
         y : pandas.DataFrame
             Panel or hierarchical data (row MultiIndex).
-        X : ignored
+        X : pandas.DataFrame or None
+            Exogenous columns of this panel.
         fh : ForecastingHorizon or None
             ``None`` keeps the pretraining horizon; otherwise it may not exceed it.
 
@@ -499,9 +609,9 @@ class CALFForecaster(BaseForecaster):
         series = _split_series(y)
         _check_time_indexes(series)
         seq_len = self.pretrained_pipeline_.config.seq_len
-        arrays = self._arrays(series, seq_len + pred_len, "to pretrain")
+        arrays = self._arrays(series, seq_len + pred_len, "to pretrain", X)
         pipeline = self.pretrained_pipeline_.copy()
-        pipeline.fit(arrays, names=_names(series))
+        pipeline.fit(arrays, names=_names(series), n_targets=_n_targets(y, X))
         self.pretrained_pipeline_ = pipeline
         self.n_pretrain_instances_ += len(series)
         return self
@@ -525,25 +635,47 @@ class CALFForecaster(BaseForecaster):
             raise type(error)(message) from error
 
     def _arrays(self, series: dict[SeriesKey, pd.DataFrame], required: int,
-                what: str) -> list[np.ndarray]:
-        """The float64 (T, M) values of every series, refusing bad or short ones first."""
-        return check_series([frame.to_numpy() for frame in series.values()], required,
-                            _names(series), f"{what} (seq_len={self.seq_len} plus the horizon "
-                                            f"after each series' end, if any)")
+                what: str, X: pd.DataFrame | None = None) -> list[np.ndarray]:
+        """The float64 (T, M) values of every series, refusing bad or short ones first.
 
-    def _check_X_y(self, X=None, y=None, **kwargs):
-        """sktime's checks of every public method, after saying that ``X`` is ignored.
-
-        sktime drops ``X`` before the inner methods see it (``capability:exogenous`` is
-        False), so this is where a passed ``X`` can still be noticed.
+        With ``X``, each series' values are ``X``'s columns at its time points, then ``y``'s
+        (covariate tokens first: the backbone is causal over tokens).
         """
-        self._warn_if_exogenous(X)
-        return super()._check_X_y(X=X, y=y, **kwargs)
+        arrays = check_series([frame.to_numpy() for frame in series.values()], required,
+                              _names(series), f"{what} (seq_len={self.seq_len} plus the horizon "
+                                              f"after each series' end, if any)")
+        if X is None:
+            return arrays
+        covariates = _split_series(X)
+        joined = []
+        for (key, frame), values in zip(series.items(), arrays, strict=True):
+            known = covariates.get(key)
+            missing = frame.index if known is None else frame.index.difference(known.index)
+            if len(missing):
+                raise ValueError(
+                    f"X{_describe(key)} lacks {len(missing)} of the {len(frame)} time points "
+                    f"of y needed {what} (the first is {missing[0]}); pass X observed "
+                    f"at every time point of y (its last seq_len={self.seq_len} before the "
+                    f"cutoff, to forecast).")
+            exogenous = check_series([known.loc[frame.index].to_numpy()], 0,
+                                     [f"X{_describe(key)}"], what, "")[0]
+            joined.append(np.concatenate([exogenous, values], axis=1))  # (T, M_x + M_y)
+        return joined
 
-    def _warn_if_exogenous(self, X) -> None:
-        if X is not None and not getattr(self, "_warned_exogenous", False):
-            logger.warning("CALFForecaster does not use exogenous data yet: `X` is ignored")
-            self._warned_exogenous = True
+    def _exogenous_history(self, X: pd.DataFrame | None, method: str) -> pd.DataFrame | None:
+        """The stored ``X`` extended by ``X`` of ``predict``/``update``, columns checked."""
+        expected = getattr(self, "X_columns_", None)
+        if X is None:
+            return getattr(self, "_cur_X", None)
+        if expected is None:
+            raise ValueError(f"X passed to {method}, but CALFForecaster was fitted without X; "
+                             f"pass X to fit too (its columns become tokens), or none here.")
+        if list(X.columns) != list(expected):
+            raise ValueError(
+                f"X passed to {method} has columns {list(X.columns)}, but CALFForecaster was "
+                f"fitted with X columns {list(expected)}. Pass the same columns (same names, "
+                "same order: the network is causal across columns), or refit.")
+        return X if self._cur_X is None else update_data(self._cur_X, X)
 
     def _check_update_data(self, y, update_params: bool) -> None:
         """Refuse ``y`` for ``update`` if its columns, values, timestamps or lengths do not fit."""
@@ -613,8 +745,10 @@ class CALFForecaster(BaseForecaster):
         Returns
         -------
         list of dict
-            Two parameter sets; their windows fit sktime's shortest test series
-            (10 time points with a 3-step horizon).
+            Three parameter sets; their windows fit sktime's shortest test series
+            (10 time points with a 3-step horizon). The third is a quantile model whose
+            levels span every ``alpha`` and coverage sktime's checks ask for (0.05 to
+            0.95, quartiles for ``predict_var``).
         """
         from calf_forecaster.testing import tiny_backbone
 
@@ -641,6 +775,9 @@ class CALFForecaster(BaseForecaster):
                 "max_epochs": 0,
                 "validation_size": 0,
             },
+            # quantiles, intervals and variance: a quantile head trained one epoch
+            {**common, "seq_len": 4, "max_epochs": 1, "validation_size": 0,
+             "quantiles": (0.05, 0.25, 0.5, 0.75, 0.95)},
         ]
 
 
@@ -649,6 +786,8 @@ def _store_parameters(self: CALFForecaster, values: dict[str, Any]) -> None:
     for name, value in values.items():
         setattr(self, name, value)
     BaseForecaster.__init__(self)
+    # intervals and quantiles need a quantile head (docs/method.md, Quantile forecasts)
+    self.set_tags(**{"capability:pred_int": values["quantiles"] is not None})
     # sktime creates these only when ``remember_data`` is on at construction; a later
     # ``set_config(remember_data=True)`` expects them
     self._y = getattr(self, "_y", None)
@@ -692,6 +831,45 @@ def _join_series(
     index = pd.MultiIndex.from_tuples(tuples, names=like.names)
     return pd.DataFrame(np.concatenate([f.to_numpy() for f in frames]), index=index,
                         columns=frames[0].columns)
+
+
+def _n_targets(y: pd.DataFrame, X: pd.DataFrame | None) -> int | None:
+    """How many of the last columns the network forecasts: ``y``'s, after ``X``'s (or all)."""
+    return None if X is None else len(y.columns)
+
+
+def interpolate_quantiles(forecast: np.ndarray, levels: tuple[float, ...],
+                          alpha: list[float]) -> np.ndarray:
+    """(..., Q) quantile forecasts at ``levels`` -> (..., A) at every ``alpha``.
+
+    Linear interpolation between the two nearest fitted levels (exact at a fitted level, and
+    within 1e-9 of one: sktime computes ``(1 - 0.9) / 2`` as 0.04999...); levels outside
+    ``[levels[0], levels[-1]]`` are refused rather than extrapolated.
+    """
+    grid = np.asarray(levels)
+    alpha = [float(grid[np.abs(grid - a).argmin()]) if np.abs(grid - a).min() <= 1e-9 else a
+             for a in alpha]
+    low, high = levels[0], levels[-1]
+    outside = [a for a in alpha if not low <= a <= high]
+    if outside:
+        raise ValueError(
+            f"alpha {outside} lies outside the fitted quantile levels [{low:g}, {high:g}] "
+            f"(`quantiles`={list(levels)}); CALFForecaster interpolates between fitted levels "
+            f"but does not extrapolate: refit with `quantiles` reaching these levels.")
+    columns = []
+    for a in alpha:
+        upper = min(int(np.searchsorted(grid, a, side="right")), len(grid) - 1)
+        lower = max(upper - 1, 0)
+        if grid[lower] == a or lower == upper:
+            columns.append(forecast[..., lower])
+            continue
+        if grid[upper] == a:
+            columns.append(forecast[..., upper])
+            continue
+        weight = (a - grid[lower]) / (grid[upper] - grid[lower])
+        columns.append(forecast[..., lower] + weight * (forecast[..., upper]
+                                                         - forecast[..., lower]))
+    return np.stack(columns, axis=-1)
 
 
 def _names(series: dict[SeriesKey, pd.DataFrame]) -> list[str]:

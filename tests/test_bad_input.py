@@ -159,6 +159,9 @@ CONFIG_ROWS = [
     ("cfg-revision-int", CALFConfig, "revision", 3, ValueError),
     ("cfg-lora_target_modules-string", CALFConfig, "lora_target_modules", "c_attn", ValueError),
     ("cfg-lora_target_modules-empty", CALFConfig, "lora_target_modules", [], ValueError),
+    ("cfg-quantiles-unsorted", CALFConfig, "quantiles", [0.9, 0.5, 0.1], ValueError),
+    ("cfg-quantiles-outside", CALFConfig, "quantiles", [0.0, 0.5], ValueError),
+    ("cfg-quantiles-no-median", CALFConfig, "quantiles", [0.1, 0.9], ValueError),
     ("cfg-loss-unknown", TrainingConfig, "loss", "huber", ValueError),
     ("cfg-supervised_loss-unknown", TrainingConfig, "supervised_loss", "huber", ValueError),
     ("cfg-output_loss-unknown", TrainingConfig, "output_loss", "huber", ValueError),
@@ -810,18 +813,23 @@ def test_sktime_extreme_and_tiny_magnitudes() -> None:
     assert (np.abs(forecast - tiny_spread.mean()) < 20 * tiny_spread.std()).all()
 
 
-def test_sktime_exogenous_x_is_ignored_with_one_warning(caplog) -> None:  # id: sk-fit-x-ignored
-    y, later = hourly(), hourly(50).iloc[48:]
+def test_sktime_exogenous_x_is_checked() -> None:
+    """ids: sk-x-other-columns, sk-x-too-short, sk-x-not-in-fit (X is used: tests/test_exogenous.py)."""
+    y = hourly()
     X = pd.DataFrame({"x": np.arange(50.0)}, index=hourly(50).index)
-    forecaster = sktime_forecaster(max_epochs=0)
-    with caplog.at_level(logging.WARNING, logger="calf_forecaster.sktime"):
-        forecaster.fit(y, X=X.iloc[:48], fh=[1, 2])
-        with_x = forecaster.predict(X=X.iloc[48:])
-        forecaster.update(later, X=X.iloc[48:], update_params=False)
-    warnings = [r for r in caplog.records if "`X` is ignored" in r.getMessage()]
-    assert len(warnings) == 1  # once per fit, not again at predict or update
-    without = sktime_forecaster(max_epochs=0).fit(y, fh=[1, 2]).predict()
-    pd.testing.assert_series_equal(with_x, without)  # X changed nothing
+    forecaster = sktime_forecaster(max_epochs=0).fit(y, X=X.iloc[:48], fh=[1, 2])
+    with pytest.raises(ValueError, match=r"X passed to predict has columns \['z'\], but "
+                                         r"CALFForecaster was fitted with X columns \['x'\]"):
+        forecaster.predict(X=X.rename(columns={"x": "z"}).iloc[48:])
+    with pytest.raises(ValueError, match="not contained in index"):  # sktime's own check
+        sktime_forecaster(max_epochs=0).fit(y, X=X.iloc[40:], fh=[1, 2])
+    forecaster.update(hourly(50).iloc[48:], update_params=False)  # no X for the new hours
+    with pytest.raises(ValueError, match=r"X lacks 2 of the 8 time points of y needed to "
+                                         r"forecast"):
+        forecaster.predict()
+    with pytest.raises(ValueError, match="X passed to predict, but CALFForecaster was fitted "
+                                         "without X"):
+        sktime_forecaster(max_epochs=0).fit(y, fh=[1, 2]).predict(X=X.iloc[48:])
 
 
 @pytest.fixture(scope="module")
