@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -37,18 +36,18 @@ import numpy as np
 import pandas as pd
 
 from calf_forecaster.datasets import ett_split
+from calf_forecaster.testing import TINY_GPT2
 
 logger = logging.getLogger("darts_backtest")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = Path(os.environ.get("CALF_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 _SPLIT = ett_split("ETTh1", seq_len=1)  # the standard 12 / 4 / 4 months of hours (their ends)
 TRAIN_END, VAL_END, TEST_END = _SPLIT.train[1], _SPLIT.validation[1], _SPLIT.test[1]
 TARGET = "OT"
 
-#: The tiny default: a 2-block, 64-wide GPT-2 architecture with random weights.
-TINY_BACKBONE = {"n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 1024, "n_positions": 64,
-                 "bos_token_id": 0, "eos_token_id": 0}
+#: The small default: the test GPT-2 of calf_forecaster.testing, twice as wide, with a larger
+#: vocabulary (more word prototypes), random weights.
+TINY_BACKBONE = {**TINY_GPT2, "n_embd": 64, "vocab_size": 1024}
 TINY_CALF = {"n_layers": 2, "n_heads": 4, "n_prototypes": 32, "encoder_ff_dim": 128,
              "pretrained": False}
 #: ``docs/method.md``: GPT-2 small, K=6, P=500; batch 256, <= 100 epochs, patience 10 (ETTh1).
@@ -59,9 +58,10 @@ REFERENCE_CALF = {"backbone": "gpt2", "n_layers": 6, "n_heads": 12, "n_prototype
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help="folder holding ett/ETTh1.csv (default: $CALF_DATA_DIR or "
-                             "../shared/data beside the repository)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding ett/ETTh1.csv (default: the search order of "
+                             "calf_forecaster.paths: $CALF_DATA_DIR, ../shared/data beside a "
+                             "checkout, the download cache)")
     parser.add_argument("--input-chunk-length", type=int, default=96, help="lookback L")
     parser.add_argument("--horizon", type=int, default=96,
                         help="output_chunk_length and forecast horizon H")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -30,7 +29,6 @@ import pandas as pd
 from example_backbone import pretrained_or_random
 
 logger = logging.getLogger("calf_sktime_grid_search")
-REPO_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def load_ett_frame(data_dir: Path | None, rows: int) -> pd.DataFrame:
@@ -45,10 +43,10 @@ def load_ett_frame(data_dir: Path | None, rows: int) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path,
-                        default=os.environ.get("CALF_DATA_DIR")
-                        or (REPO_DATA if REPO_DATA.is_dir() else None),
-                        help="folder holding ett/ETTh1.csv (default: $CALF_DATA_DIR, ../shared/data)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding ett/ETTh1.csv (default: the search order of "
+                             "calf_forecaster.paths: $CALF_DATA_DIR, ../shared/data beside a "
+                             "checkout, the download cache)")
     parser.add_argument("--rows", type=int, default=400, help="hours of ETTh1 used (from its start)")
     parser.add_argument("--horizon", type=int, default=24, help="hours forecast")
     parser.add_argument("--backbone", default="gpt2")

@@ -19,7 +19,7 @@ import pytest
 from conftest import DATA_DIR
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SCRIPTS = ["demo.py", "sktime_grid_search.py", "darts_backtest.py"]
+SCRIPTS = ["demo.py", "sktime_grid_search.py", "darts_backtest.py", "sktime_intervals.py"]
 #: A metric figure as the examples print it: "MSE 0.4230", "MAE 1.98,", "MAE nan".
 _METRIC = re.compile(r"\b(MSE|MAE)\s+([-+\w.]+)")
 
