@@ -61,7 +61,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
     ) from error
 
 from calf_forecaster.config import CALFConfig, TrainingConfig
-from calf_forecaster.losses import calf_loss, distance, pinball_loss
+from calf_forecaster.losses import DISTANCES, calf_loss, distance, pinball_loss
 from calf_forecaster.model import CALFOutput
 from calf_forecaster.parameters import (
     Parameter,
@@ -371,8 +371,15 @@ class CALFModel(PastCovariatesTorchModel):
         self._training_config = training.to_dict()
         self._backbone = config.backbone
         self.pl_module_params["optimizer_kwargs"] = optimizer_kwargs
+        supervised, output, _ = training.term_losses()
+        for name, value in (("supervised_loss", supervised), ("output_loss", output)):
+            if value not in DISTANCES:  # M4's masked sMAPE / MASE need the M4 sampler's masks
+                raise ValueError(
+                    f"`{name}`={value!r} needs the masks and lookbacks of the M4 sampler, which "
+                    f"darts' training loop does not provide; use one of {sorted(DISTANCES)} "
+                    f"(or darts' own `loss_fn` for the supervised term)")
         if self.pl_module_params.get("loss_fn") is None:
-            self.pl_module_params["loss_fn"] = distance(training.loss)
+            self.pl_module_params["loss_fn"] = distance(supervised)
 
     def fit(self, series: Any, *args: Any, **kwargs: Any) -> CALFModel:
         """darts' ``fit``, refusing what darts would accept silently, before any work.

@@ -527,3 +527,13 @@ def test_same_forecasts_as_the_sktime_adapter(tmp_path) -> None:
     forecaster.fit(series.to_dataframe(), fh=list(range(1, OCL + 1)))
     np.testing.assert_allclose(darts_model.predict(OCL).values(),
                                forecaster.predict().to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_per_term_distances_reach_darts_loss_and_m4_losses_are_refused(tiny_gpt2) -> None:
+    model = CALFModel(**tiny_kwargs(tiny_gpt2, supervised_loss="mse"))
+    assert isinstance(model.pl_module_params["loss_fn"], torch.nn.MSELoss)
+    assert isinstance(CALFModel(**tiny_kwargs(tiny_gpt2)).pl_module_params["loss_fn"],
+                      torch.nn.L1Loss)
+    for field in ("supervised_loss", "output_loss"):
+        with pytest.raises(ValueError, match=f"`{field}`='smape' needs the masks"):
+            CALFModel(**tiny_kwargs(tiny_gpt2, **{field: "smape"}))
