@@ -161,11 +161,8 @@ def load_backbone(config: CALFConfig, n_blocks: int | None = None) -> nn.Module:
             f"backbone {config.backbone!r} ({type(hf_config).__name__}) has no "
             f"`num_hidden_layers`: CALF needs a transformer language model (GPT-2, BERT, Llama, "
             f"...) whose blocks it can truncate; see docs/adding-a-backbone.md")
-    if config.n_layers > depth:
-        raise ValueError(
-            f"`n_layers`={config.n_layers} exceeds the {depth} blocks of backbone "
-            f"{config.backbone!r}; set n_layers <= {depth}"
-        )
+    check_fits_backbone(config, width=getattr(hf_config, "hidden_size", None), depth=depth,
+                        vocabulary=getattr(hf_config, "vocab_size", None))
     hf_config.num_hidden_layers = config.n_layers if n_blocks is None else n_blocks
     if getattr(hf_config, "activation_function", None) == "gelu_new":
         # The same tanh-approximated GELU as one fused kernel (max difference ~5e-7): training
@@ -179,6 +176,48 @@ def load_backbone(config: CALFConfig, n_blocks: int | None = None) -> nn.Module:
     else:
         model = AutoModel.from_config(hf_config, trust_remote_code=config.trust_remote_code)
     return model.float()
+
+
+def check_fits_backbone(config: CALFConfig, width: int | None, depth: int | None = None,
+                        vocabulary: int | None = None) -> None:
+    """Refuse, in ONE error that lists every field to change, a config the backbone cannot take.
+
+    The defaults are GPT-2 small's (12 heads, 500 prototypes, 6 of 12 blocks); another backbone
+    may need other values. They are not adapted silently (that would change the architecture
+    away from the published one without a word); the error proposes values instead.
+
+    Parameters
+    ----------
+    config
+        The network's configuration.
+    width, depth, vocabulary
+        The backbone's width D, number of blocks and vocabulary size (``None``: unknown).
+
+    Raises
+    ------
+    ValueError
+        Naming each of ``n_layers``, ``n_heads``, ``n_prototypes`` that does not fit.
+    """
+    problems = []
+    if depth is not None and config.n_layers > depth:
+        problems.append(f"`n_layers`={config.n_layers} exceeds the {depth} blocks of backbone "
+                        f"{config.backbone!r}; set n_layers <= {depth}")
+    if width is not None and width % config.n_heads:
+        divisors = [h for h in range(1, min(width, 64) + 1) if width % h == 0]
+        problems.append(f"`n_heads`={config.n_heads} must divide the backbone width D={width}; "
+                        f"choose one of {divisors}")
+    limit = min(v for v in (width, vocabulary) if v is not None) \
+        if width is not None or vocabulary is not None else None
+    if limit is not None and config.n_prototypes > limit:
+        problems.append(f"`n_prototypes` must be between 1 and the embedding width D={width} "
+                        f"(and the vocabulary size {vocabulary}), got {config.n_prototypes}; set "
+                        f"n_prototypes <= {limit}")
+    if len(problems) == 1:
+        raise ValueError(problems[0])
+    if problems:
+        raise ValueError(f"backbone {config.backbone!r} (width {width}, {depth} blocks) does not "
+                         f"fit {len(problems)} settings; change all of them:\n- "
+                         + "\n- ".join(problems))
 
 
 def _quietly(load: object, *args: object, **kwargs: object) -> nn.Module:

@@ -42,6 +42,7 @@ from calf_forecaster.backbone import (
     BackboneParts,
     add_lora,
     apply_trainable_policy,
+    check_fits_backbone,
     load_backbone_parts,
     norm_parameter_names,
 )
@@ -239,12 +240,7 @@ class CALF(nn.Module):
                             f"with CALF.from_pretrained(config)), got {type(parts).__name__}")
         self.config = config
         self.d_model = parts.width
-        if self.d_model % config.n_heads:
-            divisors = [h for h in range(1, min(self.d_model, 64) + 1) if self.d_model % h == 0]
-            raise ValueError(
-                f"`n_heads`={config.n_heads} must divide the backbone width D={self.d_model}; "
-                f"choose one of {divisors}"
-            )
+        check_fits_backbone(config, width=self.d_model)
         if config.n_prototypes != parts.prototypes.shape[0]:
             raise ValueError(f"`n_prototypes`={config.n_prototypes} but the parts hold "
                              f"{parts.prototypes.shape[0]} prototypes")

@@ -99,3 +99,19 @@ def test_minilm_second_architecture_trains_and_predicts(minilm_dir) -> None:
     output = model.train()(torch.randn(2, 16, 3), with_text_branch=True)
     assert output.forecast.shape == output.text_forecast.shape == (2, 8, 3)
     assert len(output.time_features) == 3
+
+
+def test_a_backbone_that_fits_no_default_gets_one_error_listing_every_field(minilm_dir) -> None:
+    """MiniLM-L6 (width 384, 6 blocks, BERT) with GPT-2 small's defaults except n_layers=8:
+    n_layers, n_heads and n_prototypes are all named in one error, before any weight loads."""
+    from calf_forecaster import CALF, CALFConfig
+
+    config = CALFConfig(backbone=str(minilm_dir), n_layers=8, n_heads=7, n_prototypes=500)
+    with pytest.raises(ValueError, match="does not fit 3 settings") as error:
+        CALF.from_pretrained(config)
+    message = str(error.value)
+    assert "`n_layers`=8 exceeds the 6 blocks" in message
+    assert "`n_heads`=7 must divide the backbone width D=384" in message
+    assert "set n_prototypes <= 384" in message
+    fixed = config.replace(n_layers=2, n_heads=12, n_prototypes=64)  # what the error proposes
+    assert CALF.from_pretrained(fixed).d_model == 384
