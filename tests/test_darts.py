@@ -468,6 +468,8 @@ def test_load_on_cpu_a_model_trained_elsewhere(tiny_gpt2, tmp_path) -> None:
         CALFModel.load(path, map_location="cpu", backbone=str(other))
 
 
+# darts creates its checkpoint folder before Lightning's ModelCheckpoint inspects it
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
 def test_load_from_checkpoint_best_and_last(tiny_gpt2, tmp_path) -> None:
     series = make_series(120)
     train, val = series[:90], series[90 - ICL:]

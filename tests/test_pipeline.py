@@ -177,7 +177,9 @@ def test_auto_accelerator_trains_and_predicts_on_the_gpu() -> None:
     assert seen == ["cuda"] and next(pipeline.network.parameters()).device.type == "cpu"
 
 
-@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+@pytest.mark.parametrize("precision", ["bf16-mixed", pytest.param("16-mixed", marks=(
+    # Lightning maps fp16 AMP to bf16 on a CPU: that mapping is the path tested here
+    pytest.mark.filterwarnings("ignore:You passed `Trainer.*AMP with fp16 is not supported"),))])
 def test_mixed_precision_training_and_prediction_stay_close_to_float32(precision) -> None:
     """Half-precision matrix products (CPU autocast here) give finite forecasts near float32's;
     the float32 path is the default and unchanged."""
