@@ -105,7 +105,7 @@ def markdown(records: Sequence[dict[str, Any]], command: str,
                     "sMAPE/MASE/OWA | epochs | s/epoch | trainable params | series | device |")
         else:
             head = ("| data | L | H | variant | loss | seeds | MSE | MAE | published CALF "
-                    "(avg over H) MSE/MAE | epochs | s/epoch | trainable params | test windows "
+                    "MSE/MAE (of) | epochs | s/epoch | trainable params | test windows "
                     "| device |")
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for row in chosen:
@@ -119,14 +119,15 @@ def markdown(records: Sequence[dict[str, Any]], command: str,
                       f"{_num(c.get('parameters_trainable'), 0)} | {row['windows']['test']} | "
                       f"{c.get('device')} {c.get('precision')} |")
             if suite == "short-term":
-                ref = published("short-term", "M4 weighted average") or {}
+                ref = published("short-term", "M4 weighted average")[0]
                 ref_text = f"{ref['smape']:.3f} / {ref['mase']:.3f} / {ref['owa']:.3f}"
                 lines.append(f"| {row['cell']} | {spec['pred_len']} | {spec['variant']} | {seeds}"
                              f" | {_fmt(m.get('smape'))} | {_fmt(m.get('mase'))} | "
                              f"{_fmt(m.get('owa'))} | {ref_text} | {common}")
             else:
-                ref = published(suite, row["cell"])
-                ref_text = f"{ref['mse']:.3f} / {ref['mae']:.3f}" if ref else "—"
+                found = published(suite, row["cell"], spec["pred_len"])
+                ref_text = (f"{found[0]['mse']:.3f} / {found[0]['mae']:.3f} ({found[1]})"
+                            if found else "—")
                 lines.append(f"| {row['cell']} | {spec['seq_len']} | {spec['pred_len']} | "
                              f"{spec['variant']} | {spec['loss_setting']} | {seeds} | "
                              f"{_fmt(m.get('mse'))} | {_fmt(m.get('mae'))} | {ref_text} | "
