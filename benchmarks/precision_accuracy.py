@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="32,bf16-mixed",
                         help="comma-separated Lightning precisions (default both)")
     parser.add_argument("--json", type=Path, help="write every run and the summary here")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in --json and run only the missing ones")
     args = parser.parse_args(argv)
 
     import torch
@@ -172,10 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/precision_accuracy.py " + " ".join(sys.argv[1:] if argv is None
                                                                     else argv)
     runs: list[dict[str, Any]] = []
+    if args.resume and args.json is not None and args.json.is_file():
+        previous = json.loads(args.json.read_text())
+        runs = list(previous["runs"])
+        command, machine = previous["command"], {**previous["machine"],
+                                                 "resumed": machine["date"]}
+    done = {(run["seed"], run["precision"]) for run in runs}
     with tempfile.TemporaryDirectory(prefix="calf-precision-") as workdir:
         backbone = str(save_backbone_config(Path(workdir) / "gpt2-config"))
         for seed in seeds:  # both precisions of one seed back to back: drift touches both
             for precision in precisions:
+                if (seed, precision) in done:
+                    continue
                 print(f"seed {seed}, precision {precision}: training", file=sys.stderr,
                       flush=True)
                 result = run_one(seed, precision, args.epochs, args.stride, backbone, data)
