@@ -282,12 +282,7 @@ class CALFPipeline:
                                   n_targets=n_targets) if val_series else None)
         logger.info("training CALF on %d windows (%d validation) from %d series",
                     len(train_data), 0 if val_data is None else len(val_data), len(arrays))
-        run = fit_calf(self.network, train_data, val_data, training, self.trainer_kwargs,
-                       ckpt_path, self.verbose)
-        self.network.to("cpu")  # stored portable; forecasts move it to `trained_on` and back
-        self.trained_on = str(run.device)
-        self.last_run = run
-        return run
+        return self._train(train_data, val_data, ckpt_path)
 
     def fit_datasets(self, train_data: Dataset, validation_data: Dataset | None = None,
                      ckpt_path: str | None = None) -> TrainingRun:
@@ -313,6 +308,12 @@ class CALFPipeline:
         TrainingRun
         """
         self.scaler = None
+        return self._train(train_data, validation_data, ckpt_path)
+
+    def _train(self, train_data: Dataset, validation_data: Dataset | None,
+               ckpt_path: str | None) -> TrainingRun:
+        """Lightning training of the network, then stored on the CPU (portable); forecasts
+        move it to ``trained_on`` and back."""
         run = fit_calf(self.network, train_data, validation_data, self.training,
                        self.trainer_kwargs, ckpt_path, self.verbose)
         self.network.to("cpu")
@@ -355,8 +356,7 @@ class CALFPipeline:
             if not np.isfinite(forecast).all():
                 raise NonFiniteForecastError("un-scaled forecasts overflow float64; rescale the "
                                              "data")
-        n_targets = getattr(self, "n_targets", None)  # pickles of older versions lack it
-        return forecast if n_targets is None else forecast[:, :, -n_targets:]
+        return forecast if self.n_targets is None else forecast[:, :, -self.n_targets:]
 
     # ------------------------------------------------------------------ copies and persistence
 
@@ -374,7 +374,7 @@ class CALFPipeline:
         scaler = None if self.scaler is None else {"mean": self.scaler.mean_.tolist(),
                                                    "scale": self.scaler.scale_.tolist()}
         return {"training": self.training.to_dict(), "scaler": scaler,
-                "trained_on": self.trained_on, "n_targets": getattr(self, "n_targets", None)}
+                "trained_on": self.trained_on, "n_targets": self.n_targets}
 
     def to_files(self, metadata: Mapping[str, Any] | None = None) -> dict[str, bytes]:
         """The saved-model files (network, recipe, scaler, ``metadata``) in memory."""
