@@ -82,6 +82,32 @@ from calf_forecaster.training import build_optimizer, quiet_lightning
 
 logger = logging.getLogger(__name__)
 
+#: darts' logger that warns "Detected user-defined float16-like precision" for any precision
+#: containing "16", including the two it recommends in the same message.
+_DARTS_MODEL_LOGGER = "darts.models.forecasting.torch_forecasting_model"
+_DARTS_RECOMMENDED_PRECISIONS = ("bf16-mixed", "16-mixed")
+
+
+class _RecommendedPrecisionFilter(logging.Filter):
+    """Drops darts' float16 warning, which darts emits for its own recommended settings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Detected user-defined float16-like precision")
+
+
+def _quiet_darts(model: Any, verbose: bool) -> Any:
+    """:func:`quiet_lightning`, and no darts float16 warning for ``bf16-mixed`` / ``16-mixed``."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(quiet_lightning(verbose))
+    precision = str(getattr(model, "trainer_params", {}).get("precision"))
+    if precision in _DARTS_RECOMMENDED_PRECISIONS:
+        darts_logger, dropped = logging.getLogger(_DARTS_MODEL_LOGGER), _RecommendedPrecisionFilter()
+        darts_logger.addFilter(dropped)
+        stack.callback(darts_logger.removeFilter, dropped)
+    return stack
+
 __all__ = ["CALFModel"]
 
 #: The constructor: darts' chunk lengths, every CALFConfig field but the two lengths, and the
@@ -407,14 +433,15 @@ class CALFModel(PastCovariatesTorchModel):
         return super().fit(series, *args, **kwargs)
 
     def fit_from_dataset(self, *args: Any, **kwargs: Any) -> CALFModel:
-        """darts' ``fit_from_dataset`` without Lightning's banner and tips unless ``verbose``."""
-        with quiet_lightning(bool(kwargs.get("verbose"))):
+        """darts' ``fit_from_dataset`` without Lightning's banner and tips unless ``verbose``
+        (nor darts' float16 warning for the precisions darts itself recommends)."""
+        with _quiet_darts(self, bool(kwargs.get("verbose"))):
             return super().fit_from_dataset(*args, **kwargs)
 
     def predict_from_dataset(self, *args: Any, **kwargs: Any) -> Any:
         """darts' ``predict_from_dataset`` (behind ``predict``, ``historical_forecasts`` and
         ``backtest``) without Lightning's banner and tips unless ``verbose``."""
-        with quiet_lightning(bool(kwargs.get("verbose"))):
+        with _quiet_darts(self, bool(kwargs.get("verbose"))):
             return super().predict_from_dataset(*args, **kwargs)
 
     def predict(self, n: int, series: Any = None, past_covariates: Any = None,
