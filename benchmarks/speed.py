@@ -176,8 +176,10 @@ def cases(quick: bool, only: str | None, precisions: tuple[str, ...] = ("32",)) 
         ("etth1", "train", 32, (3, 12), (2, 4)),
         ("etth1", "train", 256, (2, 5), (1, 2)),
         ("etth1", "predict", 256, (2, 10), (1, 3)),
+        ("ecl", "train", 1, (1, 1), (1, 1)),  # memory probe: with batch 32, what batch fits
         ("ecl", "train", 32, (1, 2), (1, 1)),
         ("ecl", "predict", 32, (1, 3), (1, 2)),
+        ("traffic", "train", 1, (1, 1), (1, 1)),  # memory probe
         ("traffic", "train", 8, (1, 3), (1, 1)),  # the reference's Traffic batch
         ("traffic", "predict", 8, (1, 3), (1, 2)),
     ]
@@ -501,8 +503,36 @@ def median_run(case_runs: list[dict[str, Any]]) -> dict[str, Any]:
             "runs_gemm_gflops": [r["gemm_gflops"] for r in measured]}
 
 
+def batches_that_fit(results: list[dict[str, Any]], limit_gb: float) -> list[dict[str, Any]]:
+    """The largest training batch of each shape and precision that fits in ``limit_gb``.
+
+    Training memory is linear in the batch (the activations of every window, on top of the
+    model, gradients and Adam's state), so two measured batches of one shape and precision give
+    the line; the largest batch under ``limit_gb`` is read off it. Shapes measured at one batch
+    only (ETTh1) are left out.
+    """
+    found = []
+    by_shape: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        if r["task"] == "train" and not r.get("out_of_memory"):
+            by_shape.setdefault((r["shape"], r.get("precision", "32")), []).append(r)
+    for (shape, precision), runs in by_shape.items():
+        runs = sorted(runs, key=lambda r: r["batch_size"])
+        if len(runs) < 2 or runs[0]["batch_size"] == runs[-1]["batch_size"]:
+            continue
+        small, large = runs[0], runs[-1]
+        per_window = ((large["peak_rss_gb"] - small["peak_rss_gb"])
+                      / (large["batch_size"] - small["batch_size"]))
+        fixed = small["peak_rss_gb"] - per_window * small["batch_size"]
+        largest = int((limit_gb - fixed) // per_window) if per_window > 0 else None
+        found.append({"shape": shape, "precision": precision, "per_window_gb": per_window,
+                      "fixed_gb": fixed, "measured": [small["batch_size"], large["batch_size"]],
+                      "largest_batch": largest, "limit_gb": limit_gb})
+    return found
+
+
 def markdown(results: list[dict[str, Any]], checkpoint: dict[str, Any] | None,
-             machine: dict[str, Any]) -> str:
+             machine: dict[str, Any], limit_gb: float | None = None) -> str:
     """The results as markdown tables (figures, authors' figures measured elsewhere, checkpoint,
     machine)."""
     lines = [
@@ -529,6 +559,15 @@ def markdown(results: list[dict[str, Any]], checkpoint: dict[str, Any] | None,
             f"| {r['model_rss_gb']:.2f} | {r['increment_gb']:.2f} | {r['cpu_s_per_step']:.2f} "
             f"| {r['other_processes_cores']:.2f} |"
         )
+    fits = batches_that_fit(results, limit_gb) if limit_gb else []
+    if fits:
+        lines += ["", f"Largest training batch within {limit_gb:.1f} GB (peak RSS is linear in "
+                  "the batch: the line through the two measured batches):", "",
+                  "| shape | precision | measured batches | GB per window | GB at batch 0 "
+                  "| largest batch that fits |", "|---|---|---|---:|---:|---:|"]
+        lines += [f"| {f['shape']} | {f['precision']} | {f['measured'][0]}, {f['measured'][1]} "
+                  f"| {f['per_window_gb']:.2f} | {f['fixed_gb']:.2f} | {f['largest_batch']} |"
+                  for f in fits]
     lines += ["", "The authors' implementation, measured elsewhere (figures quoted in the "
               "performance issue for a 2-core AMD EPYC of the previous kind, Zen 3 AVX2, float32; "
               "not measured by this run, so no ratio is formed):", "",
@@ -608,11 +647,15 @@ def main(argv: list[str] | None = None) -> int:
         _spawn({"job": "prepare", "backbone": backbone}, environment)
         runs: dict[str, list[dict[str, Any]]] = {}
         for repetition in range(args.repeat):  # interleaved, so that drift touches every case
+            labels: set[str] = set()
             for case in cases(args.quick, args.only, precisions):
                 if args.task and case.task != args.task:
                     continue
                 if args.batch_size:
                     case = replace(case, batch_size=args.batch_size)
+                if case.label in labels:  # --batch-size makes the memory probe a duplicate
+                    continue
+                labels.add(case.label)
                 if args.wait_idle:
                     busy = wait_for_idle(args.wait_idle)
                     print(f"machine busy {busy:.0%} before {case.label}", file=sys.stderr,
@@ -637,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
             print("measuring checkpoint sizes", file=sys.stderr, flush=True)
             checkpoint = _spawn({"job": "checkpoint", "backbone": backbone, "workdir": workdir},
                                 environment)
-    table = markdown(results, checkpoint, machine)
+    table = markdown(results, checkpoint, machine, memory_limit_gb)
     print(table)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results,
