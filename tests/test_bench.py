@@ -132,8 +132,11 @@ def test_smoke_run_writes_every_output_and_a_second_run_resumes(monkeypatch, tmp
     assert calf["cost"]["epochs"] == 1 and calf["cost"]["parameters_trainable"] > 0
     report = (tmp_path / "report.md").read_text()
     assert "published CALF" in report and "0.432 / 0.428" in report
-    for plot in ("forecast.png", "variants.png", "cost.png"):
+    plots = ["forecast.png", "cost.png", *(p.name for p in tmp_path.glob("variants-*.png"))]
+    assert len(plots) == 3  # one cell (calf and last-value): one variants plot
+    for plot in plots:
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
+        assert f"]({plot})" in report
     mtimes = [p.stat().st_mtime_ns for p in written]
     calls = []
     monkeypatch.setattr(runners, "execute", lambda *a, **k: calls.append(a))

@@ -3,8 +3,8 @@
 Records are grouped into cells (suite, data set, L, H, few-shot setting, variant, backbone, run
 length); each cell reports the mean and standard deviation over its seeds. Plots (matplotlib,
 Agg): ``forecast.png`` (forecast against actual for a few test windows, last value drawn as the
-baseline), ``variants.png`` (the variants of one cell with error bars over seeds) and
-``cost.png`` (seconds per epoch against test MSE).
+baseline), one ``variants-<cell>.png`` per cell with two or more variants (error bars over
+seeds) and ``cost.png`` (seconds per epoch against test error, for the cell with most variants).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from calf_forecaster.bench.published import SOURCE, published
 
 logger = logging.getLogger(__name__)
 
-PLOTS = ("forecast.png", "variants.png", "cost.png")
 #: In an existing report file, everything above this line is kept when it is regenerated.
 MARKER = "<!-- calf-bench results below: regenerated, do not edit -->"
 _GROUP_FIELDS = ("suite", "dataset", "source", "seq_len", "pred_len", "percent", "loss_setting",
@@ -73,7 +72,45 @@ def aggregate(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append(row)
     return sorted(rows, key=lambda r: (SUITES.index(r["spec"]["suite"]), r["cell"],
                                        r["spec"]["seq_len"], r["spec"]["pred_len"],
+                                       r["spec"]["backbone"], _run_length(r["spec"]),
                                        r["spec"]["loss_setting"], r["spec"]["variant"]))
+
+
+def _run_length(spec: dict[str, Any]) -> str:
+    """Epoch cap, stride and Trainer arguments of a cell, e.g. ``3 ep, bf16-mixed``."""
+    import json
+
+    epochs = "protocol's epochs" if spec.get("max_epochs") is None else f"{spec['max_epochs']} ep"
+    parts = [epochs] + ([f"stride {spec['stride']}"] if spec.get("stride", 1) != 1 else [])
+    kwargs = json.loads(spec.get("trainer_kwargs") or "{}")
+    parts += [str(kwargs.pop("precision"))] if "precision" in kwargs else []
+    parts += [f"{k}={v}" for k, v in sorted(kwargs.items())]
+    return ", ".join(parts)
+
+
+def _plot_cell(row: dict[str, Any]) -> tuple:
+    """What the variants of one bar plot share: everything but the variant."""
+    s = row["spec"]
+    return (s["suite"], row["cell"], s["seq_len"], s["pred_len"], s["backbone"],
+            _run_length(s), s.get("max_rows"))
+
+
+def plot_cells(rows: Sequence[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """The bar plots: the CALF variants of one backbone and run length, with the baselines
+    (backbone ``none``) of the same data, horizon and run length; cells of one variant dropped."""
+    by_cell: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    baselines: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        cell = _plot_cell(row)
+        if row["spec"]["backbone"] == "none":
+            baselines[cell[:4] + cell[5:]].append(row)
+        else:
+            by_cell[cell].append(row)
+    for cell, members in baselines.items():  # baselines alone when no CALF run shares them
+        if not any(key[:4] + key[5:] == cell for key in by_cell):
+            by_cell[cell[:4] + ("none",) + cell[4:]] = []
+    cells = {cell: members + baselines[cell[:4] + cell[5:]] for cell, members in by_cell.items()}
+    return {cell: members for cell, members in cells.items() if len(members) > 1}
 
 
 def _fmt(pair: tuple[float, float] | None, digits: int = 3) -> str:
@@ -101,18 +138,20 @@ def markdown(records: Sequence[dict[str, Any]], command: str,
             continue
         lines += [f"### {suite}", ""]
         if suite == "short-term":
-            head = ("| group | H | variant | seeds | sMAPE | MASE | OWA | published CALF (M4 avg) "
-                    "sMAPE/MASE/OWA | epochs | s/epoch | trainable params | series | device |")
+            head = ("| group | H | backbone | run | variant | seeds | sMAPE | MASE | OWA | "
+                    "published CALF (M4 avg) sMAPE/MASE/OWA | epochs | s/epoch | "
+                    "trainable params | series | device |")
         else:
-            head = ("| data | L | H | variant | loss | seeds | MSE | MAE | published CALF "
-                    "MSE/MAE (of) | epochs | s/epoch | trainable params | test windows "
-                    "| device |")
+            head = ("| data | L | H | backbone | run | variant | loss | seeds | MSE | MAE | "
+                    "published CALF MSE/MAE (of) | epochs | s/epoch | trainable params | "
+                    "test windows | device |")
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for row in chosen:
             spec, m, c = row["spec"], row["metrics"], row["cost"]
+            run = f"{spec['backbone']} | {_run_length(spec)}"
             if row["status"] != "ok":
                 lines.append(f"| {row['cell']} | {spec['seq_len']} | {spec['pred_len']} | "
-                             f"{spec['variant']} | {row['status']}: {row['reason']} |")
+                             f"{run} | {spec['variant']} | {row['status']}: {row['reason']} |")
                 continue
             seeds = ", ".join(str(s) for s in row["seeds"])
             common = (f"{_num(c.get('epochs'), 1)} | {_num(c.get('seconds_per_epoch'), 2)} | "
@@ -121,7 +160,8 @@ def markdown(records: Sequence[dict[str, Any]], command: str,
             if suite == "short-term":
                 ref = published("short-term", "M4 weighted average")[0]
                 ref_text = f"{ref['smape']:.3f} / {ref['mase']:.3f} / {ref['owa']:.3f}"
-                lines.append(f"| {row['cell']} | {spec['pred_len']} | {spec['variant']} | {seeds}"
+                lines.append(f"| {row['cell']} | {spec['pred_len']} | {run} | "
+                             f"{spec['variant']} | {seeds}"
                              f" | {_fmt(m.get('smape'))} | {_fmt(m.get('mase'))} | "
                              f"{_fmt(m.get('owa'))} | {ref_text} | {common}")
             else:
@@ -129,7 +169,7 @@ def markdown(records: Sequence[dict[str, Any]], command: str,
                 ref_text = (f"{found[0]['mse']:.3f} / {found[0]['mae']:.3f} ({found[1]})"
                             if found else "—")
                 lines.append(f"| {row['cell']} | {spec['seq_len']} | {spec['pred_len']} | "
-                             f"{spec['variant']} | {spec['loss_setting']} | {seeds} | "
+                             f"{run} | {spec['variant']} | {spec['loss_setting']} | {seeds} | "
                              f"{_fmt(m.get('mse'))} | {_fmt(m.get('mae'))} | {ref_text} | "
                              f"{common}")
         lines.append("")
@@ -147,9 +187,7 @@ def markdown(records: Sequence[dict[str, Any]], command: str,
 def _about(record: dict[str, Any]) -> str:
     spec = record["spec"]
     backbone = record.get("protocol", {}).get("backbone") or spec["backbone"]
-    epochs = spec["max_epochs"] if spec["max_epochs"] is not None else "protocol's"
-    return (f"backbone: {backbone}\ntraining: {epochs} max epochs, stride {spec['stride']}, "
-            f"seed {spec['seed']}")
+    return f"backbone: {backbone}\ntraining: {_run_length(spec)}"
 
 
 def plot_all(records: Sequence[dict[str, Any]], directory: Path) -> list[str]:
@@ -187,43 +225,53 @@ def plot_all(records: Sequence[dict[str, Any]], directory: Path) -> list[str]:
     figure.savefig(directory / "forecast.png", dpi=110, bbox_inches="tight")
     plt.close(figure)
     written.append("forecast.png")
-    # 2. variants of the cell with the most variants, error bars over seeds
-    rows = [r for r in aggregate(records) if r["status"] == "ok"]
-    by_cell: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        s = row["spec"]
-        by_cell[(s["suite"], row["cell"], s["seq_len"], s["pred_len"], s["backbone"])].append(row)
-    cell, members = max(by_cell.items(), key=lambda item: len(item[1]))
-    metric = "owa" if cell[0] == "short-term" else "mse"
-    figure, axis = plt.subplots(figsize=(max(5.0, 0.9 * len(members) + 2), 3.8))
-    labels = [f"{m['spec']['variant']}\n({m['spec']['loss_setting']})" if cell[0] == "few-shot"
-              else m["spec"]["variant"] for m in members]
-    means = [m["metrics"][metric][0] for m in members]
-    stds = [m["metrics"][metric][1] for m in members]
-    axis.bar(range(len(members)), means, yerr=stds, capsize=4, color="tab:gray")
-    axis.set_xticks(range(len(members)), labels, rotation=30, ha="right", fontsize=8)
-    axis.set(ylabel=f"test {metric.upper()} (standardised)" if metric == "mse"
-             else "OWA (Naive2 = 1)", xlabel="variant",
-             title=f"{cell[0]} {cell[1]} L={cell[2]} H={cell[3]}, mean ± std over seeds\n"
-                   f"{_about(next(r for r in ok if r['spec']['backbone'] == cell[4]))}")
-    figure.savefig(directory / "variants.png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    written.append("variants.png")
-    # 3. cost against accuracy
-    figure, axis = plt.subplots(figsize=(6.5, 4.2))
-    for row in rows:
-        seconds = row["cost"].get("seconds_per_epoch")
-        if seconds is None or "mse" not in row["metrics"]:
-            continue
-        axis.scatter(seconds, row["metrics"]["mse"][0], color="tab:red")
-        axis.annotate(f"{row['spec']['variant']} {row['cell']} H{row['spec']['pred_len']}",
-                      (seconds, row["metrics"]["mse"][0]), fontsize=7)
-    axis.set(xlabel="training time per epoch (s)", ylabel="test MSE (standardised)",
-             title=f"cost against accuracy (trained variants)\n{_about(example)}")
-    figure.savefig(directory / "cost.png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    written.append("cost.png")
+    # 2. the variants of every cell that has two or more, error bars over seeds
+    cells = plot_cells([r for r in aggregate(records) if r["status"] == "ok"])
+    for cell, members in cells.items():
+        name = f"variants-{_slug(cell)}.png"
+        metric = "owa" if cell[0] == "short-term" else "mse"
+        figure, axis = plt.subplots(figsize=(max(5.0, 0.9 * len(members) + 2), 3.8))
+        labels = [f"{m['spec']['variant']}\n({m['spec']['loss_setting']})"
+                  if cell[0] == "few-shot" else m["spec"]["variant"] for m in members]
+        means = [m["metrics"][metric][0] for m in members]
+        stds = [m["metrics"][metric][1] for m in members]
+        axis.bar(range(len(members)), means, yerr=stds, capsize=4, color="tab:gray")
+        axis.set_xticks(range(len(members)), labels, rotation=30, ha="right", fontsize=8)
+        axis.set(ylabel=f"test {metric.upper()} (standardised)" if metric == "mse"
+                 else "OWA (Naive2 = 1)", xlabel="variant",
+                 title=f"{cell[0]} {cell[1]} L={cell[2]} H={cell[3]}, mean ± std over seeds\n"
+                       f"backbone: {cell[4]}; training: {cell[5]}")
+        figure.savefig(directory / name, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        written.append(name)
+    # 3. cost against accuracy, for the trained variants of the cell with most variants
+    if cells:
+        cell, members = max(cells.items(), key=lambda item: len(item[1]))
+        metric = "owa" if cell[0] == "short-term" else "mse"
+        figure, axis = plt.subplots(figsize=(6.5, 4.2))
+        for row in members:
+            seconds = row["cost"].get("seconds_per_epoch")
+            if seconds is None or metric not in row["metrics"]:
+                continue
+            mean, std = row["metrics"][metric]
+            axis.errorbar(seconds, mean, yerr=std, fmt="o", color="tab:red", capsize=3)
+            axis.annotate(row["spec"]["variant"], (seconds, mean), fontsize=7,
+                          xytext=(4, 4), textcoords="offset points")
+        axis.set_xscale("log")
+        axis.set(xlabel="training time per epoch (s, log scale)",
+                 ylabel=f"test {metric.upper()}" + (" (standardised)" if metric == "mse" else ""),
+                 title=f"cost against accuracy: {cell[0]} {cell[1]} H={cell[3]}\n"
+                       f"backbone: {cell[4]}; training: {cell[5]}")
+        figure.savefig(directory / "cost.png", dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        written.append("cost.png")
     return written
+
+
+def _slug(cell: tuple) -> str:
+    """A file-name part for a plot cell, e.g. ``long-term-ETTh1-96-96-gpt2-random-3-ep-bf16``."""
+    text = "-".join(str(part) for part in cell[:6])
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-").replace("--", "-")
 
 
 def write_report(records: Sequence[dict[str, Any]], output: Path, command: str,
