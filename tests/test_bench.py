@@ -78,6 +78,41 @@ def test_few_shot_window_counts_and_the_impossible_cell(tmp_path) -> None:
 
 
 @needs_m4
+@needs_ett
+def test_zero_shot_pair_with_another_number_of_variates(monkeypatch, tmp_path) -> None:
+    """Source ETTh1 (7 variates), target ETTm2 cut to 3 variates: CALF trains on 7 and forecasts
+    the 3 (one token per variate), the naive baseline too; darts cannot, and says so before
+    training."""
+    original = runners.load_split
+
+    def load_split(name, *args, **kwargs):
+        data = original(name, *args, **kwargs)
+        if name != "ETTm2":
+            return data
+        return runners.LongTermData(data.name, data.columns[:3], data.split, data.scaler,
+                                    data.train[:, :3], data.validation[:, :3], data.test[:, :3],
+                                    data.n_rows)
+
+    monkeypatch.setattr(runners, "load_split", load_split)
+    seen = []
+    original_score = runners.score_windows
+    monkeypatch.setattr(runners, "score_windows",
+                        lambda f, a: seen.append((f.shape, a.shape)) or original_score(f, a))
+    pair = {"suite": "zero-shot", "source": "ETTh1", "dataset": "ETTm2", "max_rows": 2000,
+            "seq_len": 16, "pred_len": 8, "stride": 8}
+    calf = runners.execute(spec(variant="calf", **pair), DATA_DIR, cache=tmp_path)
+    naive = runners.execute(spec(variant="last-value", **pair), DATA_DIR, cache=tmp_path)
+    assert calf["status"] == naive["status"] == "ok"
+    assert calf["cost"]["epochs"] == 1 and calf["windows"]["test"] > 0
+    n_test = calf["windows"]["test"]
+    assert seen == [((n_test, 8, 3), (n_test, 8, 3))] * 2
+    trained = []
+    monkeypatch.setattr(runners, "fit_darts", lambda *a: trained.append(a))
+    darts = runners.execute(spec(variant="nlinear", **pair), DATA_DIR, cache=tmp_path)
+    assert darts["status"] == "impossible" and "7 variates" in darts["reason"]
+    assert trained == []
+
+
 def test_m4_validation_and_training_never_read_the_test_file(monkeypatch, tmp_path) -> None:
     from calf_forecaster.pipeline import CALFPipeline
 

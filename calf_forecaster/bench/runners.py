@@ -388,6 +388,12 @@ def run_windows_protocol(spec: RunSpec, data_dir: str | Path | None, download: b
     target = train_data if spec.source is None else load_split(
         spec.dataset, spec.seq_len, data_dir, download, spec.max_rows)
     x, y = scored_windows(target, spec.seq_len, spec.pred_len)
+    n_source, n_target = train_data.train.shape[1], target.test.shape[1]
+    if variant.kind == "darts" and n_source != n_target:  # before any training
+        raise ImpossibleRun(f"{spec.variant} (darts) forecasts the number of components it was "
+                            f"trained on: source {source} has {n_source} variates, target "
+                            f"{spec.dataset} {n_target}; CALF (one token per variate) and the "
+                            f"naive baselines run on such pairs")
     if variant.kind == "calf":
         forecast_fn, protocol = fit_calf_long_term(spec, train_data, meter, cache)
     elif variant.kind == "darts":
