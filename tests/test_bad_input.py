@@ -732,11 +732,13 @@ def _naive_index(y: Any, fh: list[int]) -> pd.Index | None:
     """The forecast index of sktime's NaiveForecaster (``None`` for an ndarray, which has none)."""
     from sktime.forecasting.naive import NaiveForecaster
 
-    with warnings.catch_warnings():
-        # sktime's remember_data notice (at every construction, also of the clones its fit
-        # makes), which sktime re-enables past pytest's filter
-        warnings.simplefilter("ignore", FutureWarning)
-        forecast = NaiveForecaster().fit(y, fh=fh).predict()
+    class QuietNaive(NaiveForecaster):
+        """NaiveForecaster without sktime 1.2's remember_data notice, which it gives at every
+        construction (also of the clones of a panel fit) and re-enables past pytest's filter."""
+
+        _config = {"remember_data": False}
+
+    forecast = QuietNaive().fit(y, fh=fh).predict()
     return getattr(forecast, "index", None)
 
 
