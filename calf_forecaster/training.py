@@ -254,6 +254,7 @@ class RestoreBestWeights(Callback):
     def __init__(self, monitor: str = VALIDATION_METRIC) -> None:
         self.monitor = monitor
         self.best_score = math.inf
+        self.best_epoch: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -261,16 +262,18 @@ class RestoreBestWeights(Callback):
             return
         score = trainer.callback_metrics.get(self.monitor)
         if score is not None and float(score) < self.best_score:
-            self.best_score = float(score)
+            self.best_score, self.best_epoch = float(score), int(trainer.current_epoch)
             self.best_state = {k: v.detach().to("cpu", copy=True)
                                for k, v in pl_module.model.portable_state_dict().items()}
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in Lightning checkpoints, so that a resumed run still restores the best epoch."""
-        return {"best_score": self.best_score, "best_state": self.best_state}
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch,
+                "best_state": self.best_state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score, self.best_state = state_dict["best_score"], state_dict["best_state"]
+        self.best_epoch = state_dict.get("best_epoch")  # absent from checkpoints before it
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.best_state is not None:
@@ -301,6 +304,9 @@ class TrainingRun:
         Wall-clock time of ``Trainer.fit``.
     n_train_windows, n_val_windows
         Windows per epoch.
+    best_validation_loss, best_epoch
+        The validation metric of the epoch restored and that epoch (0-based); ``None`` without
+        validation.
     """
 
     model: CALF
@@ -309,6 +315,8 @@ class TrainingRun:
     seconds: float
     n_train_windows: int
     n_val_windows: int
+    best_validation_loss: float | None = None
+    best_epoch: int | None = None
 
 
 def check_checkpoint_file(ckpt_path: str | os.PathLike[str] | None) -> None:
@@ -378,8 +386,11 @@ def fit_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
         started = time.perf_counter()
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
         seconds = time.perf_counter() - started
+    best = next((c for c in callbacks if isinstance(c, RestoreBestWeights)), None)
+    found = best is not None and best.best_state is not None
     return TrainingRun(model.eval(), int(trainer.current_epoch), trainer.strategy.root_device,
-                       seconds, n_train, n_val)
+                       seconds, n_train, n_val, best.best_score if found else None,
+                       best.best_epoch if found else None)
 
 
 def train_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,

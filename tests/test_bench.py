@@ -165,6 +165,9 @@ def test_smoke_run_writes_every_output_and_a_second_run_resumes(monkeypatch, tmp
             record["spec"]).key()
     calf = next(json.loads(p.read_text()) for p in written if "_calf_" in p.name)
     assert calf["cost"]["epochs"] == 1 and calf["cost"]["parameters_trainable"] > 0
+    selection = calf["protocol"]["selection"]  # the epoch the validation split chose
+    assert selection["metric"] == "val_mse" and selection["best_epoch"] == 0
+    assert selection["best_validation_loss"] > 0
     report = (tmp_path / "report.md").read_text()
     assert "published CALF" in report and "0.432 / 0.428" in report
     plots = ["forecast.png", "cost.png", *(p.name for p in tmp_path.glob("variants-*.png"))]

@@ -27,14 +27,42 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _speed_module():
-    """benchmarks/speed.py, imported as a module (it is a script, not part of the package)."""
-    if "speed" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("speed", REPO_ROOT / "benchmarks" / "speed.py")
+def _benchmark_module(name: str = "speed"):
+    """benchmarks/<name>.py, imported as a module (a script, not part of the package)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
-        sys.modules["speed"] = module  # dataclasses look their module up while it executes
+        sys.modules[name] = module  # dataclasses look their module up while it executes
         spec.loader.exec_module(module)
-    return sys.modules["speed"]
+    return sys.modules[name]
+
+
+_speed_module = _benchmark_module
+
+
+def test_paired_precision_pairs_bf16_with_the_float32_run_of_the_same_seed() -> None:
+    """Only records equal in everything but the precision pair up; the differences are paired."""
+    paired = _benchmark_module("paired_precision")
+
+    def record(seed: int, kwargs: str, mse: float, epochs: int = 3, variant: str = "random-init"):
+        spec = {"suite": "long-term", "dataset": "ETTh1", "source": None, "seq_len": 96,
+                "pred_len": 96, "percent": None, "loss_setting": "full", "variant": variant,
+                "backbone": "gpt2-random", "seed": seed, "max_epochs": epochs, "stride": 1,
+                "max_rows": None, "trainer_kwargs": kwargs}
+        return {"status": "ok", "spec": spec, "metrics": {"mse": mse, "mae": mse / 2},
+                "cost": {"epochs": epochs, "seconds_per_epoch": 100.0 if "bf16" in kwargs else 180.0},
+                "protocol": {"selection": {"best_epoch": 2, "best_validation_loss": 0.9}}}
+
+    records = [record(1, "{}", 0.40), record(1, paired.BF16, 0.41),
+               record(2, '{"precision":"32-true"}', 0.44), record(2, paired.BF16, 0.43),
+               record(3, paired.BF16, 0.5),  # no float32 twin
+               record(4, "{}", 0.4, epochs=10), record(4, paired.BF16, 0.4, epochs=3),
+               record(1, "{}", 0.3, variant="no-llm")]
+    found = paired.pairs(records, "random-init")
+    assert [(a["spec"]["seed"], b["spec"]["seed"]) for a, b in found] == [(1, 1), (2, 2)]
+    table = paired.markdown(found)
+    assert "0.0000 ± 0.0141 |" in table  # MSE differences +0.01 and -0.01: mean 0
+    assert "1.80x" in table and "0.9000 (3)" in table
 
 
 def sines(length: int = 150, n_variates: int = 2) -> np.ndarray:

@@ -19,8 +19,10 @@ from calf_forecaster.preprocessing import (
 )
 from calf_forecaster.training import (
     VALIDATION_METRIC,
+    TrainingRun,
     build_optimizer,
     cosine_factor,
+    fit_calf,
     predict_windows,
     seed_everything,
     train_calf,
@@ -97,19 +99,20 @@ def test_one_adam_with_two_groups_equals_the_two_optimisers_of_the_recipe(tiny_g
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
 
 
-def _train_with_history(backbone, windows, seed: int, **recipe: object) -> tuple[CALF, History]:
-    """A tiny CALF trained on the ETTh1 windows with validation, and its recorded history."""
+def _train_with_history(backbone, windows, seed: int,
+                        **recipe: object) -> tuple[CALF, History, TrainingRun]:
+    """A tiny CALF trained on the ETTh1 windows with validation, its recorded history and run."""
     seed_everything(seed)
     model = CALF.from_pretrained(tiny_config(backbone))
     history = History()
     config = TrainingConfig(batch_size=32, seed=seed, **recipe)
-    train_calf(model, windows["train"], windows["validation"], config,
-               {**QUIET, "callbacks": [history]})
-    return model, history
+    run = fit_calf(model, windows["train"], windows["validation"], config,
+                   {**QUIET, "callbacks": [history]})
+    return model, history, run
 
 
 def test_loss_falls_and_validation_runs_in_eval_mode(tiny_gpt2, ett_windows) -> None:
-    model, history = _train_with_history(tiny_gpt2, ett_windows, seed=0, max_epochs=4,
+    model, history, _ = _train_with_history(tiny_gpt2, ett_windows, seed=0, max_epochs=4,
                                          patience=10, learning_rate=1e-3)
     assert len(history.train_loss) == 4
     assert history.train_loss[-1] < 0.8 * history.train_loss[0]
@@ -130,12 +133,15 @@ def test_same_seed_same_forecasts_and_other_seed_differs(tiny_gpt2, ett_windows)
 
 
 def test_early_stopping_restores_the_best_epoch(tiny_gpt2, ett_windows) -> None:
-    model, history = _train_with_history(tiny_gpt2, ett_windows, seed=1, max_epochs=6,
-                                         patience=2, learning_rate=3e-2)
+    model, history, run = _train_with_history(tiny_gpt2, ett_windows, seed=1, max_epochs=6,
+                                              patience=2, learning_rate=3e-2)
     x = torch.stack([ett_windows["validation"][i][0] for i in range(len(ett_windows["validation"]))])
     y = torch.stack([ett_windows["validation"][i][1] for i in range(len(ett_windows["validation"]))])
     final = float(((torch.as_tensor(predict_windows(model, x)) - y) ** 2).mean())
     assert final == pytest.approx(min(history.val_mse), rel=1e-4)
+    # the run reports the epoch chosen and its score
+    assert run.best_validation_loss == pytest.approx(min(history.val_mse), rel=1e-6)
+    assert run.best_epoch == int(np.argmin(history.val_mse))
 
 
 def test_predict_windows_validates_input(tiny_gpt2) -> None:

@@ -247,6 +247,14 @@ def _build_pipeline(spec: RunSpec, training: TrainingConfig, cache: Path):
     return pipeline, config, about, params
 
 
+def _selection(run: Any) -> dict[str, Any]:
+    """Which epoch the validation split chose (0-based) and its validation loss."""
+    from calf_forecaster.training import validation_metric
+
+    return {"metric": validation_metric(run.model), "best_epoch": run.best_epoch,
+            "best_validation_loss": run.best_validation_loss}
+
+
 def _run_cost(run: Any, precision: object) -> dict[str, Any]:
     return {"epochs": run.epochs, "train_seconds": run.seconds, "train_windows": run.n_train_windows,
             "device": str(run.device), "precision": str(precision or "32-true")}
@@ -259,7 +267,7 @@ def fit_calf_long_term(spec: RunSpec, data: LongTermData, meter: CostMeter, cach
     run = pipeline.fit([data.train], validation=[data.validation], stride=spec.stride)
     meter.values.update(params, **_run_cost(run, pipeline.trainer_kwargs.get("precision")))
     protocol = {"network": config.to_dict(), "training": training.to_dict(), "backbone": about,
-                "validation_windows": run.n_val_windows}
+                "validation_windows": run.n_val_windows, "selection": _selection(run)}
     return pipeline.forecast, protocol
 
 
@@ -465,7 +473,8 @@ def run_m4(spec: RunSpec, data_dir: str | Path | None, download: bool,
         run = pipeline.fit_datasets(sampler, TensorDataset(torch.from_numpy(x_val),
                                                            torch.from_numpy(y_val)))
         meter.values.update(params, **_run_cost(run, pipeline.trainer_kwargs.get("precision")))
-        protocol.update(network=config.to_dict(), training=training.to_dict(), backbone=about)
+        protocol.update(network=config.to_dict(), training=training.to_dict(), backbone=about,
+                        selection=_selection(run))
         forecast = meter.timed("predict", lambda: pipeline.forecast(x_test.astype(np.float64)))
         windows = {"train": len(sampler), "validation": len(x_val)}
     elif variant.kind == "naive":
