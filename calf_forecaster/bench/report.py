@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from calf_forecaster.bench.grid import SUITES
+from calf_forecaster.bench.grid import SUITES, VARIANTS
 from calf_forecaster.bench.published import SOURCE, published
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,15 @@ logger = logging.getLogger(__name__)
 MARKER = "<!-- calf-bench results below: regenerated, do not edit -->"
 _GROUP_FIELDS = ("suite", "dataset", "source", "seq_len", "pred_len", "percent", "loss_setting",
                  "variant", "backbone", "max_epochs", "stride", "max_rows", "trainer_kwargs")
+
+
+_NAIVE_GROUP_FIELDS = tuple(f for f in _GROUP_FIELDS
+                            if f not in ("max_epochs", "stride", "trainer_kwargs"))
+
+
+def _untrained(spec: dict[str, Any]) -> bool:
+    """Naive baselines: nothing is trained, so epochs, stride and Trainer do not apply."""
+    return VARIANTS[spec["variant"]].kind == "naive"
 
 
 def cell_name(spec: dict[str, Any]) -> str:
@@ -46,7 +55,11 @@ def aggregate(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per cell: seeds, mean and std of every metric, mean cost, status."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        groups[tuple(record["spec"].get(f) for f in _GROUP_FIELDS)].append(record)
+        spec = record["spec"]
+        fields = _NAIVE_GROUP_FIELDS if _untrained(spec) else _GROUP_FIELDS
+        members = groups[tuple(spec.get(f) for f in fields)]
+        if not (_untrained(spec) and any(m["spec"]["seed"] == spec["seed"] for m in members)):
+            members.append(record)  # a naive baseline's result does not depend on the run length
     rows = []
     for members in groups.values():
         spec = members[0]["spec"]
@@ -80,6 +93,8 @@ def _run_length(spec: dict[str, Any]) -> str:
     """Epoch cap, stride and Trainer arguments of a cell, e.g. ``3 ep, bf16-mixed``."""
     import json
 
+    if _untrained(spec):
+        return "no training"
     epochs = "protocol's epochs" if spec.get("max_epochs") is None else f"{spec['max_epochs']} ep"
     parts = [epochs] + ([f"stride {spec['stride']}"] if spec.get("stride", 1) != 1 else [])
     kwargs = json.loads(spec.get("trainer_kwargs") or "{}")
@@ -99,17 +114,21 @@ def plot_cells(rows: Sequence[dict[str, Any]]) -> dict[tuple, list[dict[str, Any
     """The bar plots: the CALF variants of one backbone and run length, with the baselines
     (backbone ``none``) of the same data, horizon and run length; cells of one variant dropped."""
     by_cell: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    baselines: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    baselines: dict[tuple, list[dict[str, Any]]] = defaultdict(list)  # trained, backbone none
+    naive: dict[tuple, list[dict[str, Any]]] = defaultdict(list)  # untrained: every run length
     for row in rows:
         cell = _plot_cell(row)
-        if row["spec"]["backbone"] == "none":
+        if _untrained(row["spec"]):
+            naive[cell[:4] + cell[6:]].append(row)
+        elif row["spec"]["backbone"] == "none":
             baselines[cell[:4] + cell[5:]].append(row)
         else:
             by_cell[cell].append(row)
-    for cell, members in baselines.items():  # baselines alone when no CALF run shares them
+    for cell in baselines:  # trained baselines alone when no CALF run shares their run length
         if not any(key[:4] + key[5:] == cell for key in by_cell):
             by_cell[cell[:4] + ("none",) + cell[4:]] = []
-    cells = {cell: members + baselines[cell[:4] + cell[5:]] for cell, members in by_cell.items()}
+    cells = {cell: members + baselines[cell[:4] + cell[5:]] + naive[cell[:4] + cell[6:]]
+             for cell, members in by_cell.items()}
     return {cell: members for cell, members in cells.items() if len(members) > 1}
 
 
@@ -235,7 +254,15 @@ def plot_all(records: Sequence[dict[str, Any]], directory: Path) -> list[str]:
                   if cell[0] == "few-shot" else m["spec"]["variant"] for m in members]
         means = [m["metrics"][metric][0] for m in members]
         stds = [m["metrics"][metric][1] for m in members]
-        axis.bar(range(len(members)), means, yerr=stds, capsize=4, color="tab:gray")
+        colours = {"calf": "tab:red", "darts": "tab:blue", "naive": "tab:gray"}
+        bars = axis.bar(range(len(members)), means, yerr=stds, capsize=4,
+                        color=[colours[VARIANTS[m["spec"]["variant"]].kind] for m in members])
+        axis.bar_label(bars, labels=[f"{v:.3f}" for v in means], fontsize=7, padding=2)
+        found = published(cell[0], cell[1], cell[3]) if metric == "mse" else None
+        if found:  # (M4: the paper gives the average over the six groups only, not drawn)
+            axis.axhline(found[0]["mse"], color="black", linestyle="--", linewidth=1,
+                         label=f"published CALF, pre-trained GPT-2, 100 epochs ({found[1]})")
+            axis.legend(fontsize=7, loc="upper left")
         axis.set_xticks(range(len(members)), labels, rotation=30, ha="right", fontsize=8)
         axis.set(ylabel=f"test {metric.upper()} (standardised)" if metric == "mse"
                  else "OWA (Naive2 = 1)", xlabel="variant",
