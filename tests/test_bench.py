@@ -215,3 +215,31 @@ def test_commit_records_commits_that_file_only(tmp_path) -> None:
     assert records.commit_record(record, "bench record: r")
     tracked = subprocess.run([*git, "ls-files"], capture_output=True, text=True).stdout.split()
     assert tracked == ["records/r.json"]
+
+
+def test_report_keeps_one_naive_row_per_cell_and_joins_it_to_every_plot() -> None:
+    """A naive baseline trains nothing: its records under two run lengths make one row, which
+    appears beside the CALF and darts variants of each run length."""
+    from calf_forecaster.bench import report
+
+    def record(variant: str, epochs: int, mse: float, seed: int = 2021,
+               backbone: str = "gpt2-random") -> dict:
+        fields = spec(variant=variant, max_epochs=epochs, seed=seed, backbone=backbone)
+        return {"status": "ok", "spec": fields.to_dict(), "metrics": {"mse": mse, "mae": mse},
+                "cost": {"seconds_per_epoch": 1.0}, "windows": {"test": 10}}
+
+    records = [record("last-value", 3, 1.3, backbone="none"),
+               record("last-value", 10, 1.3, backbone="none"),
+               record("random-init", 3, 0.5), record("random-init", 3, 0.7, seed=2022),
+               record("random-init", 10, 0.4), record("nlinear", 10, 0.45, backbone="none")]
+    rows = report.aggregate(records)
+    naive = [r for r in rows if r["spec"]["variant"] == "last-value"]
+    assert len(naive) == 1 and naive[0]["seeds"] == [2021]
+    calf = next(r for r in rows if r["spec"]["variant"] == "random-init"
+                and r["spec"]["max_epochs"] == 3)
+    assert calf["seeds"] == [2021, 2022] and calf["metrics"]["mse"][0] == pytest.approx(0.6)
+    cells = report.plot_cells(rows)
+    variants = {cell[5]: sorted(r["spec"]["variant"] for r in members)
+                for cell, members in cells.items()}
+    assert variants == {"3 ep": ["last-value", "random-init"],
+                        "10 ep": ["last-value", "nlinear", "random-init"]}
