@@ -243,3 +243,22 @@ def test_report_keeps_one_naive_row_per_cell_and_joins_it_to_every_plot() -> Non
                 for cell, members in cells.items()}
     assert variants == {"3 ep": ["last-value", "random-init"],
                         "10 ep": ["last-value", "nlinear", "random-init"]}
+
+
+@needs_ett
+def test_progress_shows_runs_and_epochs_only_when_asked(tmp_path, caplog) -> None:
+    """``--progress``: which run, which epoch (with its validation score), time left; without it
+    the runs log nothing at INFO."""
+    import logging
+
+    argv = ["run", "--fast", "--datasets", "ETTh1", "--variants", "calf", "--data-dir",
+            str(DATA_DIR)]
+    with caplog.at_level(logging.INFO):
+        assert cli.main([*argv, "--output-dir", str(tmp_path / "quiet")]) == 0
+    assert not [r for r in caplog.records if r.name.startswith("calf_forecaster.bench")]
+    caplog.clear()
+    assert cli.main([*argv, "--output-dir", str(tmp_path / "shown"), "--progress"]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "calf_forecaster.bench"]
+    assert any(line.startswith("[1/1] long-term ETTh1") for line in lines)
+    epoch = [line for line in lines if "epoch 1/1 (val_mse" in line]
+    assert len(epoch) == 1 and "s left in this run" in epoch[0]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pytorch_lightning.callbacks import Callback
 
 from calf_forecaster import metrics
 from calf_forecaster.bench.grid import VARIANTS, RunSpec
@@ -236,12 +237,57 @@ def long_term_training(spec: RunSpec, dataset: str) -> TrainingConfig:
     return TrainingConfig(**options)
 
 
+PROGRESS_LOGGER = "calf_forecaster.bench"
+#: Seconds between two epoch lines of one run (the last epoch is always shown).
+PROGRESS_INTERVAL_S = 15.0
+
+
+class EpochProgress(Callback):
+    """Logs which epoch of a run finished, its validation scores and the time left (at most).
+
+    Lines go to :data:`PROGRESS_LOGGER` at INFO, at most one per :data:`PROGRESS_INTERVAL_S`
+    seconds, and always for the last epoch.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = self.shown = time.perf_counter()
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.started = self.shown = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        now, done, total = time.perf_counter(), trainer.current_epoch + 1, trainer.max_epochs
+        if now - self.shown < PROGRESS_INTERVAL_S and done < total:
+            return
+        self.shown = now
+        per_epoch = (now - self.started) / done
+        scores = ", ".join(f"{k} {float(v):.4g}" for k, v in trainer.callback_metrics.items()
+                           if k.startswith("val_"))
+        logging.getLogger(PROGRESS_LOGGER).info(
+            "    %s: epoch %d/%d%s, %.1f s/epoch, at most ~%.0f s left in this run", self.name,
+            done, total, f" ({scores})" if scores else "", per_epoch, per_epoch * (total - done))
+
+
+def with_progress(trainer_kwargs: dict[str, Any], name: str) -> dict[str, Any]:
+    """``trainer_kwargs`` plus an :class:`EpochProgress` when the sweep shows progress.
+
+    Only when :data:`PROGRESS_LOGGER` logs at INFO (``calf-bench run --progress``): otherwise
+    runs stay quiet and nothing is added. The callback is not part of the run's key.
+    """
+    if not logging.getLogger(PROGRESS_LOGGER).isEnabledFor(logging.INFO):
+        return trainer_kwargs
+    return {**trainer_kwargs, "callbacks": [*trainer_kwargs.get("callbacks", []),
+                                            EpochProgress(name)]}
+
+
 def _build_pipeline(spec: RunSpec, training: TrainingConfig, cache: Path):
     from calf_forecaster.backbone import count_parameters
     from calf_forecaster.pipeline import CALFPipeline
 
     config, about = calf_settings(spec, cache)
-    pipeline = CALFPipeline.build(config, training, json.loads(spec.trainer_kwargs))
+    pipeline = CALFPipeline.build(config, training,
+                                  with_progress(json.loads(spec.trainer_kwargs), spec.name))
     params = {"parameters_total": count_parameters(pipeline.network),
               "parameters_trainable": count_parameters(pipeline.network, trainable_only=True)}
     return pipeline, config, about, params
@@ -336,6 +382,7 @@ def fit_darts(spec: RunSpec, data: LongTermData, meter: CostMeter):
     callbacks = [EarlyStopping("val_loss", patience=entry.patience, mode="min"),
                  _restore_best_callback()]
     trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), *callbacks]
+    trainer_kwargs = with_progress(trainer_kwargs, spec.name)
     max_epochs = 100 if spec.max_epochs is None else spec.max_epochs
     model = classes[spec.variant](input_chunk_length=spec.seq_len,
                                   output_chunk_length=spec.pred_len, n_epochs=max_epochs,
