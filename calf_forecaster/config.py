@@ -23,12 +23,15 @@ LLMMode = Literal["llm", "none", "attention", "transformer"]
 LossName = Literal["l1", "smooth_l1", "mse"]
 TermLossName = Literal["l1", "smooth_l1", "mse", "smape", "mase"]
 Grouping = Literal["paper", "reference"]
+ValidationLossName = Literal["mse", "mae", "smape"]
 
 LLM_MODES: tuple[str, ...] = ("llm", "none", "attention", "transformer")
 LOSS_NAMES: tuple[str, ...] = ("l1", "smooth_l1", "mse")
 #: Distances of the supervised and output terms: also M4's masked sMAPE and MASE (§9).
 TERM_LOSS_NAMES: tuple[str, ...] = (*LOSS_NAMES, "smape", "mase")
 GROUPINGS: tuple[str, ...] = ("paper", "reference")
+#: What early stopping and the best-epoch restore can follow on the validation windows.
+VALIDATION_LOSSES: tuple[str, ...] = ("mse", "mae", "smape")
 
 
 def _field(default: Any, doc: str) -> Any:
@@ -244,8 +247,13 @@ class TrainingConfig(_ConfigMixin):
     batch_size: int = _field(256, "Windows per optimisation step (and per prediction pass).")
     max_epochs: int = _field(100, "Most training epochs; `0` keeps the current (initial or "
                                   "pretrained) weights.")
-    patience: int = _field(10, "Early stopping: epochs without a better validation MSE before "
-                               "stopping.")
+    patience: int = _field(10, "Early stopping: epochs without a better validation score "
+                               "(`validation_loss`) before stopping.")
+    validation_loss: ValidationLossName = _field(
+        "mse", "Score of the validation windows that early stopping and the best-epoch restore "
+               "follow: `\"mse\"`, `\"mae\"` or `\"smape\"` (scale-free: M4, where series "
+               "differ in scale by orders of magnitude, docs/method.md §9). A quantile model "
+               "follows its pinball loss.")
     validation_size: float | int = _field(
         0.2, "End of every series held out for early stopping and restoring the best epoch: a "
              "fraction in [0, 1) of its length (float) or a number of time steps (int); at least "
@@ -276,6 +284,7 @@ class TrainingConfig(_ConfigMixin):
         _choice(self, "optimizer_grouping", GROUPINGS)
         for name in ("batch_size", "patience"):
             _integer(self, name, 1)
+        _choice(self, "validation_loss", VALIDATION_LOSSES)
         _integer(self, "max_epochs", 0)
         size = self.validation_size
         if _is_integral(size):

@@ -113,9 +113,10 @@ __all__ = ["CALFModel"]
 #: The constructor: darts' chunk lengths, every CALFConfig field but the two lengths, and the
 #: TrainingConfig fields that darts has no name of its own for (darts: ``optimizer_kwargs["lr"]``,
 #: ``batch_size``, ``n_epochs``, ``random_state``, early stopping through callbacks, ``val_series``,
-#: darts' ``Scaler``), then darts' own parameters as ``**kwargs``.
+#: darts' ``Scaler``, and darts' validation loss: its ``loss_fn``), then darts' own parameters
+#: as ``**kwargs``.
 DARTS_NAMED = ("learning_rate", "batch_size", "max_epochs", "patience", "validation_size", "scale",
-               "seed")
+               "validation_loss", "seed")
 PARAMETERS: list[Parameter] = [
     Parameter("output_chunk_shift", 0, "int",
               "Steps between the end of the input and the start of the output chunk (darts "

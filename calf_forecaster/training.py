@@ -43,7 +43,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from calf_forecaster.config import TrainingConfig
-from calf_forecaster.losses import calf_loss, pinball_loss
+from calf_forecaster.losses import calf_loss, pinball_loss, smape_loss
 from calf_forecaster.model import CALF
 from calf_forecaster.persistence import (
     FINGERPRINT_KEY,
@@ -76,9 +76,28 @@ _QUIET_TRAINER_DEFAULTS = {"PL_TRAINER_ENABLE_PROGRESS_BAR": "False",
                            "PL_TRAINER_ENABLE_MODEL_SUMMARY": "False"}
 
 
-def validation_metric(model: CALF) -> str:
-    """The logged metric that early stopping and the best-epoch restore of ``model`` follow."""
-    return VALIDATION_METRIC if model.config.quantiles is None else QUANTILE_VALIDATION_METRIC
+def validation_metric(model: CALF, training_config: TrainingConfig | None = None) -> str:
+    """The logged metric that early stopping and the best-epoch restore of ``model`` follow:
+    ``val_<TrainingConfig.validation_loss>`` (default ``val_mse``), ``val_pinball`` for a
+    quantile model."""
+    if model.config.quantiles is not None:
+        return QUANTILE_VALIDATION_METRIC
+    if training_config is None or training_config.validation_loss == "mse":
+        return VALIDATION_METRIC
+    return f"val_{training_config.validation_loss}"
+
+
+def validation_score(forecast: torch.Tensor, target: torch.Tensor, model: CALF,
+                     training_config: TrainingConfig) -> torch.Tensor:
+    """The score :func:`validation_metric` names, of (B, H, M) or (B, H, M, Q) forecasts."""
+    quantiles = model.config.quantiles
+    if quantiles is not None:
+        return pinball_loss(forecast, target, quantiles)
+    if training_config.validation_loss == "mae":
+        return F.l1_loss(forecast, target)
+    if training_config.validation_loss == "smape":
+        return smape_loss(forecast, target)
+    return F.mse_loss(forecast, target)
 
 
 class NonFiniteForecastError(ValueError):
@@ -222,13 +241,11 @@ class CALFLightningModule(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         x, y = batch[0], batch[1]
         forecast = self.model.predict(x)[:, :, -y.shape[-1]:]  # (B, H, M_t) or (B, H, M_t, Q)
-        quantiles = self.model.config.quantiles
-        score = F.mse_loss(forecast, y) if quantiles is None else pinball_loss(forecast, y,
-                                                                               quantiles)
+        score = validation_score(forecast, y, self.model, self.training_config)
         # Batch-size-weighted mean over every window, averaged over processes under DDP, so that
         # early stopping and the restored best epoch agree on every rank.
-        self.log(validation_metric(self.model), score, on_epoch=True, prog_bar=True,
-                 batch_size=x.shape[0], sync_dist=True)
+        self.log(validation_metric(self.model, self.training_config), score, on_epoch=True,
+                 prog_bar=True, batch_size=x.shape[0], sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Drop the pre-trained backbone's frozen weights: they are rebuilt from ``backbone``."""
@@ -304,9 +321,9 @@ class TrainingRun:
         Wall-clock time of ``Trainer.fit``.
     n_train_windows, n_val_windows
         Windows per epoch.
-    best_validation_loss, best_epoch
-        The validation metric of the epoch restored and that epoch (0-based); ``None`` without
-        validation.
+    best_validation_loss, best_epoch, validation_metric
+        The validation score of the epoch restored, that epoch (0-based) and the score's name
+        (:func:`validation_metric`); ``None`` without validation.
     """
 
     model: CALF
@@ -317,6 +334,7 @@ class TrainingRun:
     n_val_windows: int
     best_validation_loss: float | None = None
     best_epoch: int | None = None
+    validation_metric: str | None = None
 
 
 def check_checkpoint_file(ckpt_path: str | os.PathLike[str] | None) -> None:
@@ -369,7 +387,7 @@ def fit_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
     options: dict[str, Any] = dict(trainer_kwargs or {})
     callbacks = list(options.pop("callbacks", None) or [])
     if val_loader is not None:
-        metric = validation_metric(model)
+        metric = validation_metric(model, training_config)
         callbacks += [EarlyStopping(metric, patience=training_config.patience, mode="min"),
                       RestoreBestWeights(metric)]
     defaults: dict[str, Any] = {
@@ -390,7 +408,7 @@ def fit_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,
     found = best is not None and best.best_state is not None
     return TrainingRun(model.eval(), int(trainer.current_epoch), trainer.strategy.root_device,
                        seconds, n_train, n_val, best.best_score if found else None,
-                       best.best_epoch if found else None)
+                       best.best_epoch if found else None, best.monitor if found else None)
 
 
 def train_calf(model: CALF, train_dataset: Dataset, val_dataset: Dataset | None,

@@ -139,6 +139,8 @@ def test_m4_validation_and_training_never_read_the_test_file(monkeypatch, tmp_pa
     assert body["protocol"]["training"]["supervised_loss"] == "smape"
     assert body["protocol"]["training"]["output_loss"] == "mase"
     assert body["protocol"]["training"]["mase_seasonality"] == 24
+    assert body["protocol"]["training"]["validation_loss"] == "smape"
+    assert body["protocol"]["selection"]["metric"] == "val_smape"
     assert body["windows"] == {"train": 12, "validation": 12, "test": 12}
     assert set(body["metrics"]) >= {"smape", "mase", "owa"}
 

@@ -44,8 +44,10 @@ def test_darts_signature_is_every_config_field_darts_has_no_name_for() -> None:
     pytest.importorskip("darts")
     from calf_forecaster.darts import DARTS_NAMED, CALFModel
 
+    # darts' own: optimizer_kwargs["lr"], batch_size, n_epochs, callbacks, val_series, Scaler,
+    # loss_fn (its validation loss), random_state
     assert set(DARTS_NAMED) == {"learning_rate", "batch_size", "max_epochs", "patience",
-                                "validation_size", "scale", "seed"}
+                                "validation_size", "scale", "validation_loss", "seed"}
     expected = {"input_chunk_length": inspect.Parameter.empty,
                 "output_chunk_length": inspect.Parameter.empty, "output_chunk_shift": 0,
                 **_expected(CALFConfig, {"seq_len", "pred_len", "quantiles"}, {}),

@@ -144,6 +144,40 @@ def test_early_stopping_restores_the_best_epoch(tiny_gpt2, ett_windows) -> None:
     assert run.best_epoch == int(np.argmin(history.val_mse))
 
 
+@pytest.mark.parametrize("validation_loss", ["mae", "smape"])
+def test_early_stopping_follows_the_chosen_validation_score(tiny_gpt2, ett_windows,
+                                                           validation_loss: str) -> None:
+    """``validation_loss`` names what is logged and followed: the restored epoch is the one of
+    the lowest such score, which is the score of the restored weights on the validation set."""
+    from calf_forecaster.losses import smape_loss
+
+    class Scores(pl.Callback):
+        def __init__(self) -> None:
+            self.seen: list[dict[str, float]] = []
+
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:
+            self.seen.append({k: float(v) for k, v in trainer.callback_metrics.items()
+                              if k.startswith("val_")})
+
+    seed_everything(3)
+    model = CALF.from_pretrained(tiny_config(tiny_gpt2))
+    scores = Scores()
+    config = TrainingConfig(batch_size=32, seed=3, max_epochs=4, patience=10,
+                            learning_rate=3e-2, validation_loss=validation_loss)
+    run = fit_calf(model, ett_windows["train"], ett_windows["validation"], config,
+                   {**QUIET, "callbacks": [scores]})
+    name = f"val_{validation_loss}"
+    assert run.validation_metric == name and all(set(s) == {name} for s in scores.seen)
+    values = [s[name] for s in scores.seen]
+    assert run.best_epoch == int(np.argmin(values))
+    x = torch.stack([ett_windows["validation"][i][0] for i in range(len(ett_windows["validation"]))])
+    y = torch.stack([ett_windows["validation"][i][1] for i in range(len(ett_windows["validation"]))])
+    forecast = torch.as_tensor(predict_windows(model, x), dtype=torch.float32)
+    final = (float((forecast - y).abs().mean()) if validation_loss == "mae"
+             else float(smape_loss(forecast, y)))
+    assert final == pytest.approx(min(values), rel=1e-3)
+
+
 def test_predict_windows_validates_input(tiny_gpt2) -> None:
     model = CALF.from_pretrained(tiny_config(tiny_gpt2))
     with pytest.raises(ValueError, match="NaN"):
