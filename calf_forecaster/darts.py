@@ -95,8 +95,10 @@ class _RecommendedPrecisionFilter(logging.Filter):
         return not record.getMessage().startswith("Detected user-defined float16-like precision")
 
 
-def _quiet_darts(model: Any, verbose: bool) -> Any:
-    """:func:`quiet_lightning`, and no darts float16 warning for ``bf16-mixed`` / ``16-mixed``."""
+def quiet_darts(model: Any, verbose: bool = False) -> Any:
+    """A context for a darts model's ``fit`` / ``predict``: :func:`quiet_lightning`, and none of
+    darts' float16 warning when the model's precision is ``bf16-mixed`` or ``16-mixed`` (any
+    darts torch model; ``calf-bench`` uses it for the darts baselines)."""
     import contextlib
 
     stack = contextlib.ExitStack()
@@ -436,13 +438,13 @@ class CALFModel(PastCovariatesTorchModel):
     def fit_from_dataset(self, *args: Any, **kwargs: Any) -> CALFModel:
         """darts' ``fit_from_dataset`` without Lightning's banner and tips unless ``verbose``
         (nor darts' float16 warning for the precisions darts itself recommends)."""
-        with _quiet_darts(self, bool(kwargs.get("verbose"))):
+        with quiet_darts(self, bool(kwargs.get("verbose"))):
             return super().fit_from_dataset(*args, **kwargs)
 
     def predict_from_dataset(self, *args: Any, **kwargs: Any) -> Any:
         """darts' ``predict_from_dataset`` (behind ``predict``, ``historical_forecasts`` and
         ``backtest``) without Lightning's banner and tips unless ``verbose``."""
-        with _quiet_darts(self, bool(kwargs.get("verbose"))):
+        with quiet_darts(self, bool(kwargs.get("verbose"))):
             return super().predict_from_dataset(*args, **kwargs)
 
     def predict(self, n: int, series: Any = None, past_covariates: Any = None,

@@ -371,7 +371,7 @@ def fit_darts(spec: RunSpec, data: LongTermData, meter: CostMeter):
     from darts.models import DLinearModel, NLinearModel, TiDEModel
     from pytorch_lightning.callbacks import EarlyStopping
 
-    from calf_forecaster.training import quiet_lightning
+    from calf_forecaster.darts import quiet_darts
 
     entry = LONG_TERM_DATASETS[spec.source or spec.dataset]
     classes = {"dlinear": DLinearModel, "nlinear": NLinearModel, "tide": TiDEModel}
@@ -389,7 +389,7 @@ def fit_darts(spec: RunSpec, data: LongTermData, meter: CostMeter):
     train = TimeSeries.from_values(data.train[::1].astype(np.float32))
     validation = TimeSeries.from_values(data.validation.astype(np.float32))
     started = time.perf_counter()
-    with quiet_lightning():
+    with quiet_darts(model, False):
         model.fit(train, val_series=validation, verbose=False)
     seconds = time.perf_counter() - started
     epochs = int(model.epochs_trained)
@@ -403,7 +403,7 @@ def fit_darts(spec: RunSpec, data: LongTermData, meter: CostMeter):
 
     def forecast(x: np.ndarray) -> np.ndarray:
         windows = [TimeSeries.from_values(window.astype(np.float32)) for window in x]
-        with quiet_lightning():
+        with quiet_darts(model, False):
             predicted = model.predict(spec.pred_len, series=windows, batch_size=1024,
                                       verbose=False, show_warnings=False)
         return np.stack([p.values() for p in predicted]).astype(np.float64)
