@@ -181,6 +181,7 @@ CONFIG_ROWS = [
     ("cfg-batch_size-zero", TrainingConfig, "batch_size", 0, ValueError),
     ("cfg-max_epochs-negative", TrainingConfig, "max_epochs", -1, ValueError),
     ("cfg-patience-zero", TrainingConfig, "patience", 0, ValueError),
+    ("cfg-validation_loss-unknown", TrainingConfig, "validation_loss", "mase", ValueError),
     ("cfg-validation_size-one", TrainingConfig, "validation_size", 1.0, ValueError),
     ("cfg-validation_size-negative-int", TrainingConfig, "validation_size", -1, ValueError),
     ("cfg-validation_size-string", TrainingConfig, "validation_size", "0.2", ConfigTypeError),
