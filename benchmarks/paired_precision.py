@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,21 @@ def markdown(found: list[tuple[dict, dict]]) -> str:
             lines.append(f"| {s['dataset']} | {s['pred_len']} | {s['variant']} | "
                          f"{c['epochs']} | {s['seed']} | {name} | {validation} | {m['mse']:.4f} | "
                          f"{m['mae']:.4f} | {c['seconds_per_epoch']:.1f} |")
-    lines += ["", "| | test MSE | test MAE | s/epoch |", "|---|---:|---:|---:|"]
+    def validation(r: dict[str, Any]) -> float:
+        value = (r.get("protocol", {}).get("selection") or {}).get("best_validation_loss")
+        return math.nan if value is None else value
+
+    lines += ["", "| | validation MSE | test MSE | test MAE | s/epoch |",
+              "|---|---:|---:|---:|---:|"]
     for name, index in (("float32", 0), ("bf16-mixed", 1)):
-        cols = [[p[index]["metrics"][k] for p in found] for k in ("mse", "mae")]
+        cols = [[validation(p[index]) for p in found],
+                *([p[index]["metrics"][k] for p in found] for k in ("mse", "mae"))]
         seconds = [p[index]["cost"]["seconds_per_epoch"] for p in found]
-        lines.append(f"| {name}, mean ± std over {len(found)} seeds | "
+        lines.append(f"| {name}, mean ± std over {len(found)} seed(s) | "
                      + " | ".join(f"{statistics.mean(c):.4f} ± {_std(c):.4f}" for c in cols)
                      + f" | {statistics.mean(seconds):.1f} |")
-    diffs = [[p[1]["metrics"][k] - p[0]["metrics"][k] for p in found] for k in ("mse", "mae")]
+    diffs = [[validation(p[1]) - validation(p[0]) for p in found],
+             *([p[1]["metrics"][k] - p[0]["metrics"][k] for p in found] for k in ("mse", "mae"))]
     ratio = [p[0]["cost"]["seconds_per_epoch"] / p[1]["cost"]["seconds_per_epoch"] for p in found]
     lines.append("| bf16 - float32, paired over seeds | "
                  + " | ".join(f"{statistics.mean(d):+.4f} ± {_std(d):.4f}" for d in diffs)
