@@ -222,8 +222,12 @@ def plot_all(records: Sequence[dict[str, Any]], directory: Path) -> list[str]:
         return []
     written = []
     # 1. forecast against actual, with the last-value baseline, for a few test windows
-    example = next((r for r in ok if r["spec"]["variant"] not in ("last-value", "seasonal-naive")),
-                   ok[0])
+    # a CALF run of the long-term suite if there is one, else any CALF run, else any trained one
+    order = [lambda r: (VARIANTS[r["spec"]["variant"]].kind == "calf"
+                        and r["spec"]["suite"] == "long-term"),
+             lambda r: VARIANTS[r["spec"]["variant"]].kind == "calf",
+             lambda r: not _untrained(r["spec"])]
+    example = next((r for wanted in order for r in ok if wanted(r)), ok[0])
     ex = example["examples"]
     figure, axes = plt.subplots(1, len(ex["windows"]), figsize=(4.5 * len(ex["windows"]), 3.6),
                                 squeeze=False)
