@@ -19,10 +19,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from calf_forecaster.bench.report import CELL_FIELDS
+
 FLOAT32 = ("{}", '{"precision":"32-true"}')
 BF16 = '{"precision":"bf16-mixed"}'
-SHARED = ("suite", "dataset", "source", "seq_len", "pred_len", "percent", "loss_setting",
-          "variant", "backbone", "seed", "max_epochs", "stride", "max_rows")
+#: A pair shares the whole report cell but the Trainer arguments, and the seed.
+SHARED = (*(f for f in CELL_FIELDS if f != "trainer_kwargs"), "seed")
 
 
 def pairs(records: list[dict[str, Any]], variant: str | None) -> list[tuple[dict, dict]]:

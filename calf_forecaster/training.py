@@ -76,28 +76,26 @@ _QUIET_TRAINER_DEFAULTS = {"PL_TRAINER_ENABLE_PROGRESS_BAR": "False",
                            "PL_TRAINER_ENABLE_MODEL_SUMMARY": "False"}
 
 
-def validation_metric(model: CALF, training_config: TrainingConfig | None = None) -> str:
+def validation_metric(model: CALF, training_config: TrainingConfig) -> str:
     """The logged metric that early stopping and the best-epoch restore of ``model`` follow:
-    ``val_<TrainingConfig.validation_loss>`` (default ``val_mse``), ``val_pinball`` for a
+    ``val_<TrainingConfig.validation_loss>`` (``val_mse`` by default), ``val_pinball`` for a
     quantile model."""
     if model.config.quantiles is not None:
         return QUANTILE_VALIDATION_METRIC
-    if training_config is None or training_config.validation_loss == "mse":
-        return VALIDATION_METRIC
     return f"val_{training_config.validation_loss}"
+
+
+#: The scores of ``TrainingConfig.validation_loss``, on (B, H, M) forecasts and targets.
+_VALIDATION_SCORES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mse": F.mse_loss, "mae": F.l1_loss, "smape": smape_loss}
 
 
 def validation_score(forecast: torch.Tensor, target: torch.Tensor, model: CALF,
                      training_config: TrainingConfig) -> torch.Tensor:
     """The score :func:`validation_metric` names, of (B, H, M) or (B, H, M, Q) forecasts."""
-    quantiles = model.config.quantiles
-    if quantiles is not None:
-        return pinball_loss(forecast, target, quantiles)
-    if training_config.validation_loss == "mae":
-        return F.l1_loss(forecast, target)
-    if training_config.validation_loss == "smape":
-        return smape_loss(forecast, target)
-    return F.mse_loss(forecast, target)
+    if model.config.quantiles is not None:
+        return pinball_loss(forecast, target, model.config.quantiles)
+    return _VALIDATION_SCORES[training_config.validation_loss](forecast, target)
 
 
 class NonFiniteForecastError(ValueError):

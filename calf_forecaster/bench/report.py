@@ -9,6 +9,7 @@ seeds) and ``cost.png`` (seconds per epoch against test error, for the cell with
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 from collections import defaultdict
@@ -25,12 +26,11 @@ logger = logging.getLogger(__name__)
 
 #: In an existing report file, everything above this line is kept when it is regenerated.
 MARKER = "<!-- calf-bench results below: regenerated, do not edit -->"
-_GROUP_FIELDS = ("suite", "dataset", "source", "seq_len", "pred_len", "percent", "loss_setting",
-                 "variant", "backbone", "max_epochs", "stride", "max_rows", "trainer_kwargs")
-
-
-_NAIVE_GROUP_FIELDS = tuple(f for f in _GROUP_FIELDS
-                            if f not in ("max_epochs", "stride", "trainer_kwargs"))
+#: The spec fields that make one report row (a cell); its seeds are averaged.
+CELL_FIELDS = ("suite", "dataset", "source", "seq_len", "pred_len", "percent", "loss_setting",
+               "variant", "backbone", "max_epochs", "stride", "max_rows", "trainer_kwargs")
+_NAIVE_CELL_FIELDS = tuple(f for f in CELL_FIELDS
+                           if f not in ("max_epochs", "stride", "trainer_kwargs"))
 
 
 def _untrained(spec: dict[str, Any]) -> bool:
@@ -56,7 +56,7 @@ def aggregate(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         spec = record["spec"]
-        fields = _NAIVE_GROUP_FIELDS if _untrained(spec) else _GROUP_FIELDS
+        fields = _NAIVE_CELL_FIELDS if _untrained(spec) else CELL_FIELDS
         members = groups[tuple(spec.get(f) for f in fields)]
         if not (_untrained(spec) and any(m["spec"]["seed"] == spec["seed"] for m in members)):
             members.append(record)  # a naive baseline's result does not depend on the run length
@@ -91,8 +91,6 @@ def aggregate(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _run_length(spec: dict[str, Any]) -> str:
     """Epoch cap, stride and Trainer arguments of a cell, e.g. ``3 ep, bf16-mixed``."""
-    import json
-
     if _untrained(spec):
         return "no training"
     epochs = "protocol's epochs" if spec.get("max_epochs") is None else f"{spec['max_epochs']} ep"
@@ -103,32 +101,30 @@ def _run_length(spec: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _plot_cell(row: dict[str, Any]) -> tuple:
-    """What the variants of one bar plot share: everything but the variant."""
-    s = row["spec"]
-    return (s["suite"], row["cell"], s["seq_len"], s["pred_len"], s["backbone"],
-            _run_length(s), s.get("max_rows"))
-
-
 def plot_cells(rows: Sequence[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
-    """The bar plots: the CALF variants of one backbone and run length, with the baselines
-    (backbone ``none``) of the same data, horizon and run length; cells of one variant dropped."""
-    by_cell: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    baselines: dict[tuple, list[dict[str, Any]]] = defaultdict(list)  # trained, backbone none
-    naive: dict[tuple, list[dict[str, Any]]] = defaultdict(list)  # untrained: every run length
+    """The bar plots: the CALF variants of one backbone and run length, with the trained
+    baselines (backbone ``none``) of the same data, horizon and run length and the naive ones of
+    the same data and horizon; cells of one variant dropped.
+
+    Keys are ``(suite, cell, L, H, backbone, run length, max_rows)``.
+    """
+    calf: dict[tuple, list[dict[str, Any]]] = defaultdict(list)  # (data, backbone, run)
+    trained: dict[tuple, list[dict[str, Any]]] = defaultdict(list)  # (data, run)
+    naive: dict[tuple, list[dict[str, Any]]] = defaultdict(list)  # data: every run length
     for row in rows:
-        cell = _plot_cell(row)
-        if _untrained(row["spec"]):
-            naive[cell[:4] + cell[6:]].append(row)
-        elif row["spec"]["backbone"] == "none":
-            baselines[cell[:4] + cell[5:]].append(row)
+        s = row["spec"]
+        data = (s["suite"], row["cell"], s["seq_len"], s["pred_len"], s.get("max_rows"))
+        if _untrained(s):
+            naive[data].append(row)
+        elif s["backbone"] == "none":
+            trained[(data, _run_length(s))].append(row)
         else:
-            by_cell[cell].append(row)
-    for cell in baselines:  # trained baselines alone when no CALF run shares their run length
-        if not any(key[:4] + key[5:] == cell for key in by_cell):
-            by_cell[cell[:4] + ("none",) + cell[4:]] = []
-    cells = {cell: members + baselines[cell[:4] + cell[5:]] + naive[cell[:4] + cell[6:]]
-             for cell, members in by_cell.items()}
+            calf[(data, s["backbone"], _run_length(s))].append(row)
+    for data, run in trained:  # trained baselines alone when no CALF run shares their run length
+        if not any((d, r) == (data, run) for d, _, r in calf):
+            calf[(data, "none", run)] = []
+    cells = {(*data[:4], backbone, run, data[4]): members + trained[(data, run)] + naive[data]
+             for (data, backbone, run), members in calf.items()}
     return {cell: members for cell, members in cells.items() if len(members) > 1}
 
 
